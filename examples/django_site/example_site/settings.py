@@ -1,0 +1,49 @@
+"""A small real Django project behind the gateway: the app a team would run.
+
+django-cors-headers is configured for a front end on another origin, as an
+Angular app served from its own domain would be. Settings come from EXAMPLE_*
+variables so tests can run it on any port.
+"""
+
+import os
+
+SECRET_KEY = os.environ.get("EXAMPLE_SECRET_KEY", "example-only-not-secret")
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "example_site.urls"
+WSGI_APPLICATION = "example_site.wsgi.application"
+
+INSTALLED_APPS = ["corsheaders"]
+MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+DATABASES: dict = {}
+USE_TZ = True
+
+CORS_ALLOWED_ORIGINS = [
+    origin.strip()
+    for origin in os.environ.get("EXAMPLE_CORS_ALLOWED_ORIGINS", "http://localhost:4200,http://127.0.0.1:4200").split(",")
+    if origin.strip()
+]
+CORS_ALLOW_CREDENTIALS = os.environ.get("EXAMPLE_CORS_ALLOW_CREDENTIALS", "true") == "true"
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "user-agent",
+    "x-csrftoken",
+    "x-requested-with",
+    "x-client-version",
+)
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Maintenance-Mode"]
+
+# Large uploads are streamed by the upload view, never read into memory at once.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}

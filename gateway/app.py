@@ -1,0 +1,167 @@
+"""The gateway as one ASGI application: dispatch, the maintenance check, lifespan.
+
+The hot path is ``Gateway.__call__``: a prefix test, one attribute read of the
+state and (only while maintenance is enabled) a clock compare; no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+
+from starlette.types import Receive, Scope, Send
+
+from gateway.admin import build_admin_app
+from gateway.cors import CorsPolicy
+from gateway.forwarding import TrustedPeers
+from gateway.maintenance import MaintenanceResponder
+from gateway.proxy import Proxy
+from gateway.refresher import Refresher, StateHolder
+from gateway.settings import Settings, load_settings
+from gateway.state import MaintenanceState
+from gateway.stores import Store, open_store
+from gateway.upstream import UpstreamError, UpstreamPool
+
+logger = logging.getLogger("gateway")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FAIL_CLOSED_REASON = "the maintenance state has not been read yet (GATEWAY_FAIL_MODE=closed)"
+
+
+class Gateway:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else open_store(settings.store)
+        # Until the store is read, fail-closed means "in maintenance" and fail-open "serving".
+        initial = MaintenanceState(enabled=settings.fail_mode == "closed", reason=FAIL_CLOSED_REASON)
+        self.holder = StateHolder(initial if settings.fail_mode == "closed" else MaintenanceState())
+        self.refresher = Refresher(self.store, self.holder, settings.refresh_interval)
+        self.cors = CorsPolicy(settings)
+        self.responder = MaintenanceResponder(settings, self.cors)
+        host, port = settings.upstream_host_port
+        self.pool = UpstreamPool(
+            host,
+            port,
+            connect_timeout=settings.upstream_connect_timeout,
+            idle_timeout=settings.upstream_idle_timeout,
+            max_idle=settings.upstream_max_idle,
+        )
+        self.trusted = TrustedPeers(settings.forwarded_allow_ips)
+        self.proxy = Proxy(
+            self.pool,
+            self.cors,
+            self.trusted,
+            read_timeout=settings.upstream_read_timeout,
+            upstream_authority=settings.upstream_url.removeprefix("http://").encode("ascii"),
+        )
+        self.admin = build_admin_app(self)
+        self.admin_prefix = settings.admin_prefix
+        self._admin_prefix_slash = settings.admin_prefix + "/"
+        self.bypass_paths = settings.bypass_paths
+        self.bypass_networks = settings.bypass_ips
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith(self._admin_prefix_slash) or path == self.admin_prefix:
+                await self.admin(scope, receive, send)
+                return
+            state = self.holder.state
+            if state.enabled:
+                now = time.time()
+                if state.active(now) and not self._lets_through(scope, state):
+                    await self._maintenance(scope, send, state, now)
+                    return
+            await self.proxy(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            # WebSockets are not proxied; closing before accept answers 403.
+            await send({"type": "websocket.close", "code": 1008})
+
+    def _lets_through(self, scope: Scope, state: MaintenanceState) -> bool:
+        if state.mode == "read-only" and scope["method"] in SAFE_METHODS:
+            return True
+        if self.bypass_paths and scope["path"].startswith(self.bypass_paths):
+            return True
+        if self.bypass_networks:
+            client = scope.get("client")
+            forwarded_for = None
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-for":
+                    forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+            address = self.trusted.client_ip(client[0] if client else "", forwarded_for)
+            return self._address_bypasses(address)
+        return False
+
+    def _address_bypasses(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.bypass_networks)
+
+    async def _maintenance(self, scope: Scope, send: Send, state: MaintenanceState, now: float) -> None:
+        origin = accept = None
+        xhr = preflight = False
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+            elif name == b"accept":
+                accept = value
+            elif name == b"x-requested-with":
+                xhr = value.lower() == b"xmlhttprequest"
+            elif name == b"access-control-request-method":
+                preflight = True
+        if preflight and origin is not None and scope["method"] == "OPTIONS":
+            if await self.responder.answer_preflight(send, state, now, origin):
+                return
+        await self.responder.answer(send, state, now, origin, accept, xhr)
+
+    async def probe_upstream(self) -> str | None:
+        """None when a TCP connection to the upstream opens, else why not."""
+        try:
+            connection = await self.pool.connect()
+        except UpstreamError as exc:
+            return str(exc)
+        connection.close()
+        return None
+
+    async def startup(self) -> None:
+        # One read before serving, so a normal start never shows the fail-mode default.
+        if not await self.refresher.refresh_once():
+            logger.warning(
+                "starting without the maintenance state (fail-%s): %s",
+                self.settings.fail_mode,
+                self.holder.last_error,
+                extra={"event": "start_without_state", "fail_mode": self.settings.fail_mode},
+            )
+        self.refresher.start()
+
+    async def shutdown(self) -> None:
+        await self.refresher.stop()
+        self.pool.close()
+        self.store.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app() -> Gateway:
+    """The factory the server (and each worker process) calls; settings come from the environment."""
+    return Gateway(load_settings())
+

@@ -1,0 +1,242 @@
+"""``maintenance-gateway`` (also ``python -m gateway``): run the gateway and operate it."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from gateway.errors import ConfigError, ConflictError, StateError, StoreError
+from gateway.settings import FIELDS, Settings, load_settings
+from gateway.state import MaintenanceState, format_time, parse_time, switched_off, switched_on
+from gateway.stores import change_state, open_store
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # health check failed, or a store/gateway error
+EXIT_USAGE = 2  # argparse's own
+EXIT_CONFLICT = 4  # someone else changed the state first
+EXIT_CONFIG = ConfigError.exit_code
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``2h``, ``1h30m``, ``1d`` as seconds."""
+    value = text.strip().lower()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(value)
+        if not value or match is None:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 90s, 30m, 2h, 1h30m)")
+        days, hours, minutes, secs = (int(part or 0) for part in match.groups())
+        seconds = float(days * 86400 + hours * 3600 + minutes * 60 + secs)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("a duration must be longer than zero")
+    return seconds
+
+
+def parse_moment(text: str) -> float:
+    """An ISO-8601 time with a zone, or ``+DURATION`` from now."""
+    if text.startswith("+"):
+        return time.time() + parse_duration(text[1:])
+    try:
+        moment = parse_time("time", text)
+    except StateError as exc:
+        raise argparse.ArgumentTypeError(exc.reason) from None
+    assert moment is not None
+    return moment
+
+
+def actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (cli)"
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each overrides its GATEWAY_* variable)")
+    for field in FIELDS:
+        group.add_argument(field.flag, dest=f"setting_{field.name}", metavar="VALUE", help=f"{field.help} [{field.env}]")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        name.removeprefix("setting_"): value
+        for name, value in vars(args).items()
+        if name.startswith("setting_") and value is not None
+    }
+    return load_settings(overrides=overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maintenance-gateway",
+        description="A maintenance switch for Django: forward to the app or answer a CORS-readable 503.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    _add_settings_flags(serve)
+
+    check = commands.add_parser("check-config", help="validate the settings and print them, secrets masked")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    _add_settings_flags(check)
+
+    on = commands.add_parser("on", help="turn maintenance on")
+    on.add_argument("--message", default="", help="shown to users (default: the gateway's message)")
+    window = on.add_mutually_exclusive_group()
+    window.add_argument("--for", dest="duration", type=parse_duration, help="end after this long (30m, 2h, ...)")
+    window.add_argument("--until", type=parse_moment, help="end at this time (ISO-8601 with zone, or +DURATION)")
+    on.add_argument("--from", dest="start", type=parse_moment, help="start at this time instead of now")
+    on.add_argument("--mode", choices=("full", "read-only"), default="full")
+    on.add_argument("--reason", default="", help="why (kept with the state for the record)")
+    _add_settings_flags(on)
+
+    off = commands.add_parser("off", help="turn maintenance off")
+    off.add_argument("--reason", default="")
+    _add_settings_flags(off)
+
+    status = commands.add_parser("status", help="show the state")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    _add_settings_flags(status)
+
+    health = commands.add_parser("healthcheck", help="exit 0 when /_gateway/health answers 200 (container health check)")
+    health.add_argument("--timeout", type=float, default=3.0)
+    _add_settings_flags(health)
+    return parser
+
+
+def cmd_serve(settings: Settings) -> int:
+    from gateway.server import serve
+
+    return serve(settings)
+
+
+def cmd_check_config(settings: Settings, as_json: bool) -> int:
+    shown = settings.describe()
+    if as_json:
+        print(json.dumps(shown, indent=2))
+    else:
+        width = max(len(key) for key in shown)
+        for key, value in shown.items():
+            print(f"{key.ljust(width)}  {value}")
+    return EXIT_OK
+
+
+def describe_state(state: MaintenanceState, now: float) -> str:
+    status = state.status(now)
+    lines = [f"maintenance: {status}" + (f" ({state.mode})" if status in ("on", "upcoming") else "")]
+    if state.enabled:
+        if state.starts_at is not None:
+            lines.append(f"starts at:   {format_time(state.starts_at)}")
+        if state.ends_at is not None:
+            lines.append(f"ends at:     {format_time(state.ends_at)}")
+        if state.message:
+            lines.append(f"message:     {state.message}")
+    if state.reason:
+        lines.append(f"reason:      {state.reason}")
+    if state.updated_at is not None:
+        lines.append(f"changed:     {format_time(state.updated_at)} by {state.updated_by or 'unknown'}")
+    lines.append(f"version:     {state.version}")
+    return "\n".join(lines)
+
+
+def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
+    now = time.time()
+    starts_at = args.start
+    if args.duration is not None:
+        ends_at = (starts_at or now) + args.duration
+    else:
+        ends_at = args.until
+    store = open_store(settings.store)
+    state = change_state(
+        store,
+        lambda current: switched_on(
+            current,
+            now=now,
+            actor=actor(),
+            message=args.message,
+            mode=args.mode,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            reason=args.reason,
+        ),
+    )
+    print(describe_state(state, time.time()))
+    return EXIT_OK
+
+
+def cmd_off(settings: Settings, args: argparse.Namespace) -> int:
+    store = open_store(settings.store)
+    state = change_state(store, lambda current: switched_off(current, now=time.time(), actor=actor(), reason=args.reason))
+    print(describe_state(state, time.time()))
+    return EXIT_OK
+
+
+def cmd_status(settings: Settings, as_json: bool) -> int:
+    state = open_store(settings.store).read()
+    now = time.time()
+    print(json.dumps(state.describe(now), indent=2) if as_json else describe_state(state, now))
+    return EXIT_OK
+
+
+def cmd_healthcheck(settings: Settings, timeout: float) -> int:
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    url = f"http://{host}:{settings.port}{settings.admin_prefix}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a fixed http URL
+            code: int = response.status
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+    except (OSError, ValueError) as exc:
+        print(f"unhealthy: {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if code != 200:
+        print(f"unhealthy: {url} answered {code}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        if args.command == "serve":
+            return cmd_serve(settings)
+        if args.command == "check-config":
+            return cmd_check_config(settings, args.json)
+        if args.command == "on":
+            return cmd_on(settings, args)
+        if args.command == "off":
+            return cmd_off(settings, args)
+        if args.command == "status":
+            return cmd_status(settings, args.json)
+        if args.command == "healthcheck":
+            return cmd_healthcheck(settings, args.timeout)
+    except ConfigError as exc:
+        print(f"maintenance-gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConflictError as exc:
+        print(f"maintenance-gateway: {exc}; someone else changed the state. Check `status` and retry.", file=sys.stderr)
+        return EXIT_CONFLICT
+    except StateError as exc:
+        print(f"maintenance-gateway: invalid state: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"maintenance-gateway: store error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    raise AssertionError(f"unhandled command {args.command}")

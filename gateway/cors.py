@@ -1,0 +1,95 @@
+"""CORS for the gateway's own answers, decided exactly as django-cors-headers decides.
+
+Only the gateway's answers (503, 502/504, preflights in maintenance) use this;
+proxied answers carry Django's own CORS headers untouched, so there is never a
+second ``Access-Control-Allow-Origin`` line.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from gateway.settings import Settings
+
+Headers = list[tuple[bytes, bytes]]
+
+# The gateway's answers carry these; a script can read them only if they are exposed.
+GATEWAY_EXPOSED_HEADERS = ("Retry-After", "X-Maintenance-Mode")
+
+# Origins are client-controlled text: the decision cache is bounded and simply
+# emptied when full (real traffic has a handful of origins).
+_CACHE_LIMIT = 1024
+
+
+class CorsPolicy:
+    def __init__(self, settings: Settings) -> None:
+        self.allow_all = settings.cors_allow_all_origins
+        self.credentials = settings.cors_allow_credentials
+        self.allowed = settings.cors_allowed_origins
+        self._allowed_parts = {(parts.scheme, parts.netloc) for parts in map(urlsplit, self.allowed)}
+        self._regexes = [re.compile(pattern) for pattern in settings.cors_allowed_origin_regexes]
+        exposed = list(settings.cors_expose_headers)
+        for name in GATEWAY_EXPOSED_HEADERS:
+            if name.lower() not in {item.lower() for item in exposed}:
+                exposed.append(name)
+        self._simple_extra: Headers = [(b"access-control-expose-headers", ", ".join(exposed).encode("latin-1"))]
+        if self.credentials:
+            self._simple_extra.insert(0, (b"access-control-allow-credentials", b"true"))
+        # django-cors-headers sends the simple headers on preflights too.
+        preflight: Headers = list(self._simple_extra)
+        preflight.append((b"access-control-allow-headers", ", ".join(settings.cors_allow_headers).encode("latin-1")))
+        preflight.append((b"access-control-allow-methods", ", ".join(settings.cors_allow_methods).encode("latin-1")))
+        if settings.cors_preflight_max_age:
+            preflight.append((b"access-control-max-age", str(settings.cors_preflight_max_age).encode()))
+        self._preflight_extra = preflight
+        self._decisions: dict[bytes, bytes | None] = {}
+
+    def allow_origin_value(self, origin: bytes) -> bytes | None:
+        """The ``Access-Control-Allow-Origin`` value for this Origin, or None if not allowed."""
+        decisions = self._decisions
+        try:
+            return decisions[origin]
+        except KeyError:
+            pass
+        value = self._decide(origin)
+        if len(decisions) >= _CACHE_LIMIT:
+            decisions.clear()
+        decisions[origin] = value
+        return value
+
+    def _decide(self, origin_bytes: bytes) -> bytes | None:
+        try:
+            origin = origin_bytes.decode("latin-1")
+            parts = urlsplit(origin)
+        except ValueError:
+            return None
+        if not self.allow_all and not self._origin_listed(origin, parts.scheme, parts.netloc):
+            return None
+        if self.allow_all and not self.credentials:
+            return b"*"
+        # With credentials a browser refuses "*": the origin is echoed.
+        return origin_bytes
+
+    def _origin_listed(self, origin: str, scheme: str, netloc: str) -> bool:
+        if origin == "null":
+            return "null" in self.allowed
+        if (scheme, netloc) in self._allowed_parts:
+            return True
+        return any(regex.match(origin) for regex in self._regexes)
+
+    def simple_headers(self, origin: bytes | None) -> Headers:
+        """Headers that let a script on ``origin`` read a gateway answer (empty if not allowed)."""
+        if origin is None:
+            return []
+        value = self.allow_origin_value(origin)
+        if value is None:
+            return []
+        return [(b"access-control-allow-origin", value), *self._simple_extra]
+
+    def preflight_headers(self, origin: bytes) -> Headers | None:
+        """Headers of a preflight answer, or None when the origin is not allowed."""
+        value = self.allow_origin_value(origin)
+        if value is None:
+            return None
+        return [(b"access-control-allow-origin", value), *self._preflight_extra]

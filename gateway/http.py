@@ -1,0 +1,33 @@
+"""Small ASGI helpers shared by the gateway's own answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import Send
+
+Headers = list[tuple[bytes, bytes]]
+
+JSON_TYPE = b"application/json"
+NO_STORE = (b"cache-control", b"no-store")
+
+
+def json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def body_headers(content_type: bytes, body: bytes) -> Headers:
+    return [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+
+
+async def send_answer(send: Send, status: int, headers: Headers, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None

@@ -1,0 +1,128 @@
+"""The maintenance answer: a 503 a browser app on another origin can read, and preflights.
+
+Everything constant is built when the state changes (and, while an end time counts
+down, once a second for ``Retry-After``); per request the hot path only picks a
+prebuilt variant and adds the CORS headers for the request's Origin.
+"""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+from pathlib import Path
+
+from starlette.types import Send
+
+from gateway.cors import CorsPolicy
+from gateway.http import NO_STORE, Headers, body_headers, json_bytes, send_answer
+from gateway.negotiation import HTML, JSON, TEXT, Negotiator
+from gateway.settings import Settings
+from gateway.state import MaintenanceState, format_time
+
+READ_ONLY_MESSAGE = "The site is read-only during maintenance: changes cannot be saved right now."
+_CONTENT_TYPES = {
+    JSON: b"application/json",
+    HTML: b"text/html; charset=utf-8",
+    TEXT: b"text/plain; charset=utf-8",
+}
+# The body depends on Accept and the CORS headers on Origin; shared caches must know.
+_VARY = (b"vary", b"Accept, Origin")
+
+
+def load_page_template(settings: Settings) -> str:
+    if settings.maintenance_page:
+        return Path(settings.maintenance_page).read_text(encoding="utf-8")
+    return resources.files("gateway").joinpath("templates/maintenance.html").read_text(encoding="utf-8")
+
+
+def render_page(template: str, message: str, ends_at: str | None, retry_after: int) -> str:
+    sentence = f"Expected back at {ends_at}." if ends_at else ""
+    values = {
+        "message": message,
+        "ends_at": ends_at or "",
+        "ends_at_sentence": sentence,
+        "retry_after": str(retry_after),
+    }
+    page = template
+    for name, value in values.items():
+        escaped = html.escape(value)
+        page = page.replace("{{ " + name + " }}", escaped).replace("{{" + name + "}}", escaped)
+    return page
+
+
+class MaintenanceResponder:
+    def __init__(self, settings: Settings, cors: CorsPolicy) -> None:
+        self.cors = cors
+        self.negotiator = Negotiator()
+        self.default_message = settings.maintenance_message
+        self.default_retry_after = settings.retry_after
+        self.template = load_page_template(settings)
+        self._built_for: MaintenanceState | None = None
+        self._built_second = -1
+        self._variants: dict[str, tuple[Headers, bytes]] = {}
+        self._preflight_base: Headers = []
+
+    def message_for(self, state: MaintenanceState) -> str:
+        if state.message:
+            return state.message
+        return READ_ONLY_MESSAGE if state.mode == "read-only" else self.default_message
+
+    def _build(self, state: MaintenanceState, now: float) -> None:
+        until_end = state.seconds_until_end(now)
+        retry_after = self.default_retry_after if until_end is None else until_end
+        ends_at = format_time(state.ends_at)
+        message = self.message_for(state)
+        bodies = {
+            JSON: json_bytes(
+                {
+                    "error": "maintenance",
+                    "message": message,
+                    "mode": state.mode,
+                    "retry_after": retry_after,
+                    "ends_at": ends_at,
+                }
+            ),
+            HTML: render_page(self.template, message, ends_at, retry_after).encode("utf-8"),
+            TEXT: f"Service unavailable: {message}\n".encode(),
+        }
+        common = [
+            (b"retry-after", str(retry_after).encode()),
+            NO_STORE,
+            (b"x-maintenance-mode", state.mode.encode()),
+            _VARY,
+        ]
+        self._variants = {
+            kind: (body_headers(_CONTENT_TYPES[kind], body) + common, body) for kind, body in bodies.items()
+        }
+        self._preflight_base = [(b"x-maintenance-mode", state.mode.encode()), (b"vary", b"Origin")]
+        self._built_for = state
+        self._built_second = int(now)
+
+    def _ensure_built(self, state: MaintenanceState, now: float) -> None:
+        # Retry-After counts down to ends_at, so a window with an end is rebuilt each second.
+        if state is not self._built_for or (state.ends_at is not None and int(now) != self._built_second):
+            self._build(state, now)
+
+    async def answer(
+        self,
+        send: Send,
+        state: MaintenanceState,
+        now: float,
+        origin: bytes | None,
+        accept: bytes | None,
+        xhr: bool,
+    ) -> None:
+        self._ensure_built(state, now)
+        headers, body = self._variants[self.negotiator.variant(accept, xhr)]
+        if origin is not None:
+            headers = headers + self.cors.simple_headers(origin)
+        await send_answer(send, 503, headers, body)
+
+    async def answer_preflight(self, send: Send, state: MaintenanceState, now: float, origin: bytes) -> bool:
+        """Answer a preflight from an allowed origin; False (nothing sent) when not allowed."""
+        allowed = self.cors.preflight_headers(origin)
+        if allowed is None:
+            return False
+        self._ensure_built(state, now)
+        await send_answer(send, 204, self._preflight_base + allowed, b"")
+        return True

@@ -1,0 +1,250 @@
+"""Forwarding one request to the upstream and streaming the answer back (raw ASGI).
+
+The request head is rebuilt byte for byte (method, raw path, query, headers minus
+hop-by-hop ones, X-Forwarded-* set); bodies stream both ways with back-pressure.
+When the upstream cannot be reached or is too slow, the gateway answers 502/504
+itself with JSON and the same CORS headers as its maintenance answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.cors import CorsPolicy
+from gateway.forwarding import FORWARDING_HEADERS, REQUEST_DROPPED, TrustedPeers, connection_named, response_headers
+from gateway.http import JSON_TYPE, NO_STORE, body_headers, header_value, json_bytes, send_answer
+from gateway.upstream import UpstreamClosed, UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
+
+logger = logging.getLogger("gateway.proxy")
+
+NO_BODY, LENGTH_BODY, CHUNKED_BODY = 0, 1, 2
+
+_ERROR_BODIES = {
+    502: json_bytes(
+        {"error": "upstream_unavailable", "message": "The application is not reachable right now. Please try again."}
+    ),
+    504: json_bytes(
+        {"error": "upstream_timeout", "message": "The application took too long to answer. Please try again."}
+    ),
+}
+
+
+class ErrorLog:
+    """At most one log line a second for upstream errors, counting the ones it held back."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._held = 0
+
+    def report(self, error: UpstreamError, scope: Scope) -> None:
+        now = time.monotonic()
+        if now - self._last < 1.0:
+            self._held += 1
+            return
+        held, self._held, self._last = self._held, 0, now
+        logger.warning(
+            "upstream error: %s (%s %s)%s",
+            error,
+            scope["method"],
+            scope["path"],
+            f"; {held} more since the last report" if held else "",
+            extra={"event": "upstream_error", "status": error.status, "suppressed": held},
+        )
+
+
+class Proxy:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        cors: CorsPolicy,
+        trusted: TrustedPeers,
+        *,
+        read_timeout: float,
+        upstream_authority: bytes,
+    ) -> None:
+        self.pool = pool
+        self.cors = cors
+        self.trusted = trusted
+        self.read_timeout = read_timeout
+        self.upstream_authority = upstream_authority
+        self.errors = ErrorLog()
+
+    def request_head(self, scope: Scope) -> tuple[bytes, int]:
+        """The request line and headers for the upstream, and how the body is framed."""
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        trusted = self.trusted.trusts(peer) if peer else False
+        lines: list[bytes] = []
+        append = lines.append
+        body = NO_BODY
+        host = forwarded_for = forwarded_proto = forwarded_host = named = None
+        for name, value in scope["headers"]:
+            if name in REQUEST_DROPPED:
+                if name == b"transfer-encoding":
+                    body = CHUNKED_BODY
+                elif name == b"connection":
+                    named = connection_named(value)
+                continue
+            if name in FORWARDING_HEADERS:
+                if not trusted:
+                    continue  # an untrusted client cannot forge or pre-fill them
+                if name == b"x-forwarded-for":
+                    forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+                    continue
+                if name == b"x-forwarded-proto":
+                    forwarded_proto = value
+                    continue
+                if name == b"x-forwarded-host":
+                    forwarded_host = value
+                    continue
+            elif name == b"content-length":
+                if body == NO_BODY:
+                    body = LENGTH_BODY
+            elif name == b"host":
+                host = value
+            append(b"%s: %s\r\n" % (name, value))
+        if named:
+            lines = [line for line in lines if line.split(b":", 1)[0] not in named]
+        if host is None:
+            # An HTTP/1.0 client may omit Host; HTTP/1.1 requires one upstream.
+            host = self.upstream_authority
+            lines.append(b"host: %s\r\n" % host)
+        peer_bytes = peer.encode("latin-1")
+        lines.append(
+            b"x-forwarded-for: %s\r\n" % (forwarded_for + b", " + peer_bytes if forwarded_for else peer_bytes)
+        )
+        lines.append(b"x-forwarded-proto: %s\r\n" % (forwarded_proto or scope["scheme"].encode("latin-1")))
+        lines.append(b"x-forwarded-host: %s\r\n" % (forwarded_host or host))
+        if body == CHUNKED_BODY:
+            # The gateway reframes: chunked wins over a length (RFC 9112 6.3), never both.
+            lines = [line for line in lines if not line.startswith(b"content-length:")]
+            lines.append(b"transfer-encoding: chunked\r\n")
+        query = scope["query_string"]
+        target = scope["raw_path"] + b"?" + query if query else scope["raw_path"]
+        head = b"%s %s HTTP/1.1\r\n%s\r\n" % (scope["method"].encode("ascii"), target, b"".join(lines))
+        return head, body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        head, body_kind = self.request_head(scope)
+        first: bytes = b""
+        more_body = False
+        if body_kind != NO_BODY:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            first = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            if body_kind == CHUNKED_BODY:
+                first = _chunk(first) + (b"" if more_body else b"0\r\n\r\n")
+        # A request whose whole body is in hand can be sent again on a new
+        # connection if a reused one turns out to have been closed by the upstream.
+        replayable = not more_body
+        response_started = False
+        connection: UpstreamConnection | None = None
+        try:
+            connection = await self.pool.acquire()
+            try:
+                await self._send_request(connection, scope, head, first, more_body, body_kind, receive)
+                if connection.closed and not connection.received_any:
+                    raise UpstreamClosed("the upstream closed the connection", before_response=True)
+                await connection.read_head(self.read_timeout)
+            except UpstreamClosed as exc:
+                if not (exc.before_response and connection.reused and replayable):
+                    raise
+                connection.abort()
+                connection = await self.pool.connect()
+                await self._send_request(connection, scope, head, first, False, body_kind, receive)
+                await connection.read_head(self.read_timeout)
+            headers = response_headers(connection.headers, connection.status)
+            await send({"type": "http.response.start", "status": connection.status, "headers": headers})
+            response_started = True
+            if connection.message_complete:
+                await send({"type": "http.response.body", "body": connection.take_body()})
+            else:
+                await self._stream_body(connection, receive, send)
+            self.pool.release(connection)
+            connection = None
+        except _ClientGone:
+            pass
+        except UpstreamError as exc:
+            self.errors.report(exc, scope)
+            if response_started:
+                raise  # the status line is gone; the server closes the connection to show the cut
+            await self._answer_error(exc.status, scope, send)
+        finally:
+            if connection is not None:
+                connection.abort()
+
+    async def _send_request(
+        self,
+        connection: UpstreamConnection,
+        scope: Scope,
+        head: bytes,
+        first: bytes,
+        more_body: bool,
+        body_kind: int,
+        receive: Receive,
+    ) -> None:
+        connection.begin(head + first, head_request=scope["method"] == "HEAD")
+        while more_body:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            data = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            if body_kind == CHUNKED_BODY:
+                data = _chunk(data) + (b"" if more_body else b"0\r\n\r\n")
+            if data:
+                await connection.write(data)
+            if connection.closed:
+                return  # the upstream answered early or went away; its response says which
+
+    async def _stream_body(self, connection: UpstreamConnection, receive: Receive, send: Send) -> None:
+        """Relay a body that is still arriving, watching for the client leaving meanwhile.
+
+        The server's ``send`` to a gone client returns silently, so without the
+        watcher an endless stream (server-sent events) would hold its upstream
+        connection for ever.
+        """
+        finished = False
+
+        def client_left(task: asyncio.Task[Message]) -> None:
+            if finished or task.cancelled() or task.exception() is not None:
+                return
+            if task.result()["type"] == "http.disconnect":
+                connection.cut(_ClientGone())
+
+        watcher = asyncio.get_running_loop().create_task(receive(), name="gateway-disconnect-watcher")
+        watcher.add_done_callback(client_left)
+        try:
+            while True:
+                data = await connection.read_body(self.read_timeout)
+                if not data:
+                    break
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            finished = True
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            finished = True
+            if not watcher.done():
+                watcher.cancel()
+
+    async def _answer_error(self, status: int, scope: Scope, send: Send) -> None:
+        body = _ERROR_BODIES[status]
+        headers = body_headers(JSON_TYPE, body) + [NO_STORE, (b"vary", b"Origin")]
+        headers += self.cors.simple_headers(header_value(scope["headers"], b"origin"))
+        await send_answer(send, status, headers, body)
+
+
+class _ClientGone(UpstreamError):
+    """The client disconnected; nothing is left to answer."""
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+
+
+__all__ = ["Proxy", "UpstreamTimeout"]

@@ -1,0 +1,145 @@
+"""Keeping the in-memory state current: the holder the hot path reads, and the refresher.
+
+The hot path reads ``holder.state`` (one attribute) and never waits on the store.
+The refresher reads the store in a worker thread every interval, one read at a time
+(a slow store delays the next read instead of piling up threads), and swaps the
+state whole. A failed read keeps the last good state in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from gateway.errors import StoreError
+from gateway.state import MaintenanceState
+from gateway.stores import Store
+
+logger = logging.getLogger("gateway.state")
+
+# A failing store is read less often (up to this many intervals apart), so a
+# throttled or overloaded store is not hammered by every task at once.
+MAX_BACKOFF_FACTOR = 8
+JITTER = 0.1
+
+
+def _summary(state: MaintenanceState) -> dict[str, object]:
+    return {
+        "enabled": state.enabled,
+        "mode": state.mode,
+        "starts_at": state.to_item()["starts_at"],
+        "ends_at": state.to_item()["ends_at"],
+        "version": state.version,
+    }
+
+
+class StateHolder:
+    """The current state and how fresh it is."""
+
+    def __init__(self, initial: MaintenanceState, *, loaded: bool = False) -> None:
+        self.state = initial
+        self.loaded = loaded
+        self.last_good_read: float | None = None  # time.monotonic() of the last successful read
+        self.failures = 0  # consecutive failed reads
+        self.last_error: str | None = None
+
+    def apply(self, state: MaintenanceState, *, source: str) -> bool:
+        """Swap in ``state`` unless it is older than the one held; True when it changed."""
+        current = self.state
+        if self.loaded and state.version < current.version:
+            # An eventually consistent read may lag behind a write this process made itself.
+            return False
+        first = not self.loaded
+        self.loaded = True
+        if state == current:
+            return False
+        self.state = state
+        if first:
+            logger.info("maintenance state loaded", extra={"event": "state_loaded", "source": source, "new": _summary(state)})
+        else:
+            logger.info(
+                "maintenance state changed",
+                extra={"event": "state_changed", "source": source, "old": _summary(current), "new": _summary(state)},
+            )
+        return True
+
+    def record_success(self) -> None:
+        if self.failures:
+            logger.info(
+                "store readable again after %d failed reads",
+                self.failures,
+                extra={"event": "store_recovered", "failures": self.failures},
+            )
+        self.failures = 0
+        self.last_error = None
+        self.last_good_read = time.monotonic()
+
+    def record_failure(self, error: str) -> None:
+        if not self.failures:
+            # Once per failure streak: an outage must not flood the logs every interval.
+            logger.error(
+                "store read failed; keeping the last good state: %s",
+                error,
+                extra={"event": "store_failed", "error": error},
+            )
+        self.failures += 1
+        self.last_error = error
+
+    def age(self) -> float | None:
+        """Seconds since the last good read, or None if the store was never read."""
+        if self.last_good_read is None:
+            return None
+        return time.monotonic() - self.last_good_read
+
+    def store_status(self) -> str:
+        if self.last_good_read is None:
+            return "unread"
+        return "stale" if self.failures else "ok"
+
+
+class Refresher:
+    def __init__(self, store: Store, holder: StateHolder, interval: float) -> None:
+        self.store = store
+        self.holder = holder
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def refresh_once(self) -> bool:
+        """One read of the store; True when it succeeded."""
+        try:
+            state = await asyncio.to_thread(self.store.read)
+        except StoreError as exc:
+            self.holder.record_failure(str(exc))
+            return False
+        except Exception as exc:  # noqa: BLE001 - any failure of a store must keep the last good state
+            self.holder.record_failure(f"{type(exc).__name__}: {exc}")
+            return False
+        self.holder.record_success()
+        self.holder.apply(state, source=self.store.description)
+        return True
+
+    def next_delay(self) -> float:
+        factor = min(2 ** max(self.holder.failures - 1, 0), MAX_BACKOFF_FACTOR) if self.holder.failures else 1
+        # Jitter spreads the reads of a fleet of tasks that started together.
+        return self.interval * factor * random.uniform(1 - JITTER, 1 + JITTER)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.next_delay())
+            await self.refresh_once()
+
+    def start(self) -> None:
+        # Held here: the event loop keeps only a weak reference to tasks.
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="gateway-state-refresher")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await asyncio.wait_for(task, timeout)
+        except (asyncio.CancelledError, asyncio.TimeoutError):
+            pass

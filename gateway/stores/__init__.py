@@ -1,0 +1,35 @@
+"""The stores that can hold the maintenance state, chosen by ``GATEWAY_STORE``."""
+
+from __future__ import annotations
+
+from gateway.stores.base import Store, change_state
+
+__all__ = ["Store", "change_state", "open_store", "parse_store_url"]
+
+SCHEMES = ("file:", "memory:")
+
+
+def parse_store_url(raw: str) -> tuple[str, str]:
+    """Split a store URL into its kind and argument; ValueError says what is wrong."""
+    value = raw.strip()
+    if value.startswith("file:"):
+        path = value[len("file:") :]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ValueError("file: needs a path, e.g. file:maintenance-state.json")
+        return "file", path
+    if value == "memory:":
+        return "memory", ""
+    raise ValueError(f"unknown store; expected one of {', '.join(s + '...' for s in SCHEMES)}")
+
+
+def open_store(raw: str) -> Store:
+    kind, argument = parse_store_url(raw)
+    if kind == "file":
+        from gateway.stores.file import FileStore
+
+        return FileStore(argument)
+    from gateway.stores.memory import MemoryStore
+
+    return MemoryStore()

@@ -1,0 +1,76 @@
+"""``file:PATH``: the embedded default, a JSON file shared by the processes of one host.
+
+Writes go to a temporary file that replaces the old one, so a reader sees either the
+old or the new state, never half of one; a lock file serialises the conditional
+writes of several processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from gateway.errors import ConflictError, StateError, StoreError
+from gateway.state import MaintenanceState
+
+MAX_FILE_SIZE = 64 * 1024
+
+
+class FileStore:
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.description = f"file:{path}"
+
+    def read(self) -> MaintenanceState:
+        try:
+            with self.path.open("rb") as handle:
+                raw = handle.read(MAX_FILE_SIZE + 1)
+        except FileNotFoundError:
+            return MaintenanceState()
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        if len(raw) > MAX_FILE_SIZE:
+            raise StoreError(f"{self.path} is larger than {MAX_FILE_SIZE} bytes; not a state file")
+        try:
+            item = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self.path} is not valid JSON ({exc})") from exc
+        if not isinstance(item, dict):
+            raise StoreError(f"{self.path} does not hold a JSON object")
+        try:
+            return MaintenanceState.from_item(item)
+        except StateError as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    def write(self, state: MaintenanceState) -> MaintenanceState:
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with open(f"{self.path}.lock", "a+b") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                current = self.read()
+                if current.version != state.version - 1:
+                    raise ConflictError(state.version - 1, current.version)
+                self._replace(state)
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        return state
+
+    def _replace(self, state: MaintenanceState) -> None:
+        fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(state.to_item(), handle, indent=2)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+
+    def close(self) -> None:
+        pass
