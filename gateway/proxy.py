@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from gateway.cors import CorsPolicy
 from gateway.forwarding import FORWARDING_HEADERS, REQUEST_DROPPED, TrustedPeers, connection_named, response_headers
@@ -211,13 +211,13 @@ class Proxy:
         """
         finished = False
 
-        def client_left(task: asyncio.Task[Message]) -> None:
-            if finished or task.cancelled() or task.exception() is not None:
-                return
-            if task.result()["type"] == "http.disconnect":
+        def client_left(task: asyncio.Task[None]) -> None:
+            if not finished and not task.cancelled() and task.exception() is None:
                 connection.cut(_ClientGone())
 
-        watcher = asyncio.get_running_loop().create_task(receive(), name="gateway-disconnect-watcher")
+        watcher = asyncio.get_running_loop().create_task(
+            _until_disconnect(receive), name="gateway-disconnect-watcher"
+        )
         watcher.add_done_callback(client_left)
         try:
             while True:
@@ -241,6 +241,12 @@ class Proxy:
 
 class _ClientGone(UpstreamError):
     """The client disconnected; nothing is left to answer."""
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    # A bodiless request still yields one empty http.request message first.
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _chunk(data: bytes) -> bytes:

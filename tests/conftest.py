@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Gateway, ServerProcess, free_port, start_django, start_raw_upstream
+
+# The front end's origin: a page served on its own port, as an Angular app on its own domain.
+FRONT_PORT = free_port()
+FRONT_ORIGIN = f"http://localhost:{FRONT_PORT}"
+OTHER_ORIGIN = "http://evil.example"
+
+# The same CORS settings for Django (django-cors-headers) and the gateway.
+CORS_ENV = {
+    "GATEWAY_CORS_ALLOWED_ORIGINS": FRONT_ORIGIN,
+    "GATEWAY_CORS_ALLOW_CREDENTIALS": "true",
+    "GATEWAY_CORS_ALLOW_HEADERS": "accept,authorization,content-type,user-agent,x-csrftoken,x-requested-with,x-client-version",
+    "GATEWAY_CORS_EXPOSE_HEADERS": "Retry-After,X-Maintenance-Mode",
+}
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def raw_upstream(log_dir: Path) -> Iterator[str]:
+    server, url = start_raw_upstream(log_dir)
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_upstream(log_dir: Path) -> Iterator[str]:
+    server, url = start_django(log_dir, FRONT_ORIGIN)
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def raw_gateway_server(log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
+    gateway = Gateway(
+        log_dir,
+        raw_upstream,
+        {**CORS_ENV, "GATEWAY_UPSTREAM_READ_TIMEOUT": "2", "GATEWAY_BYPASS_PATHS": "/webhooks/"},
+        name="gateway-raw",
+    )
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def django_gateway_server(log_dir: Path, django_upstream: str) -> Iterator[Gateway]:
+    gateway = Gateway(log_dir, django_upstream, CORS_ENV, name="gateway-django")
+    yield gateway
+    gateway.stop()
+
+
+def _off_after(gateway: Gateway) -> Iterator[Gateway]:
+    yield gateway
+    if gateway.store.read().enabled:
+        gateway.turn_off()
+
+
+@pytest.fixture
+def raw_gateway(raw_gateway_server: Gateway) -> Iterator[Gateway]:
+    """The gateway in front of the raw ASGI upstream, maintenance off at the start and the end."""
+    yield from _off_after(raw_gateway_server)
+
+
+@pytest.fixture
+def django_gateway(django_gateway_server: Gateway) -> Iterator[Gateway]:
+    """The gateway in front of the example Django app under gunicorn."""
+    yield from _off_after(django_gateway_server)
+
+
+__all__ = ["ServerProcess", "FRONT_ORIGIN", "OTHER_ORIGIN", "FRONT_PORT"]

@@ -1,0 +1,181 @@
+"""Real servers for the tests: each a subprocess on a free loopback port, stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.state import MaintenanceState, switched_off, switched_on
+from gateway.stores import change_state
+from gateway.stores.file import FileStore
+
+ROOT = Path(__file__).resolve().parent.parent
+DJANGO_DIR = ROOT / "examples" / "django_site"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class ServerProcess:
+    """A server started as a subprocess, its output kept in a log file for failures."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], cwd: Path, log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            args, env=dict(env), cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_port(self, port: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
+            if port_open(port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not open port {port} within {timeout} s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def base_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GATEWAY_", "EXAMPLE_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_raw_upstream(log_dir: Path) -> tuple[ServerProcess, str]:
+    port = free_port()
+    server = ServerProcess(
+        "raw-upstream",
+        [str(BIN / "uvicorn"), "upstream_app:app", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        {**base_env(), "PYTHONPATH": str(ROOT / "tests")},
+        ROOT / "tests",
+        log_dir,
+    )
+    server.wait_for_port(port)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def start_django(log_dir: Path, allowed_origins: str) -> tuple[ServerProcess, str]:
+    port = free_port()
+    server = ServerProcess(
+        "django",
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "example_site.wsgi"],
+        {
+            **base_env(),
+            "EXAMPLE_BIND": f"127.0.0.1:{port}",
+            "EXAMPLE_CORS_ALLOWED_ORIGINS": allowed_origins,
+            "EXAMPLE_WORKERS": "2",
+        },
+        DJANGO_DIR,
+        log_dir,
+    )
+    server.wait_for_port(port)
+    return server, f"http://127.0.0.1:{port}"
+
+
+class Gateway:
+    """A gateway process under test, with its file store at hand to flip the state."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        upstream: str,
+        env: Mapping[str, str] | None = None,
+        name: str = "gateway",
+        state_text: str | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state_path = log_dir / f"{name}-state.json"
+        if state_text is not None:
+            self.state_path.write_text(state_text)
+        self.store = FileStore(str(self.state_path))
+        self.env = {
+            **base_env(),
+            "GATEWAY_UPSTREAM_URL": upstream,
+            "GATEWAY_STORE": f"file:{self.state_path}",
+            "GATEWAY_REFRESH_INTERVAL": "0.1",
+            "GATEWAY_LOG_FORMAT": "text",
+            **(env or {}),
+        }
+        self.server = ServerProcess(
+            name, [str(BIN / "maintenance-gateway"), "serve", "--port", str(self.port)], self.env, ROOT, log_dir
+        )
+        self.server.wait_for_port(self.port)
+
+    @property
+    def pid(self) -> int:
+        return self.server.pid
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10, **kwargs)
+
+    def health(self) -> dict[str, Any]:
+        return httpx.get(f"{self.url}/_gateway/health", timeout=5).json()
+
+    def wait_for_version(self, version: int, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.health()["state"]
+            if state is not None and state["version"] >= version:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the gateway did not load version {version} within {timeout} s")
+
+    def turn_on(self, **fields: Any) -> MaintenanceState:
+        state = change_state(self.store, lambda current: switched_on(current, now=time.time(), actor="tests", **fields))
+        self.wait_for_version(state.version)
+        return state
+
+    def turn_off(self) -> MaintenanceState:
+        state = change_state(self.store, lambda current: switched_off(current, now=time.time(), actor="tests"))
+        self.wait_for_version(state.version)
+        return state
+
+    def rss_kib(self, field: str = "VmRSS") -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise AssertionError(f"{field} not in /proc/{self.pid}/status")
+
+    def stop(self) -> int:
+        return self.server.stop()

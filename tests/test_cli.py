@@ -1,0 +1,97 @@
+"""The operator commands, run as the installed command against the file store and a live gateway."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from gateway.stores.file import FileStore
+from tests.support import BIN, Gateway, base_env
+
+
+def cli(*args: str, store: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "maintenance-gateway"), *args],
+        env={**base_env(), "GATEWAY_STORE": f"file:{store}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_on_status_off(tmp_path: Path) -> None:
+    store = tmp_path / "state.json"
+    on = cli("on", "--message", "Upgrading", "--for", "30m", "--reason", "release 42", store=store)
+    assert on.returncode == 0, on.stderr
+    assert "maintenance: on (full)" in on.stdout
+    state = FileStore(str(store)).read()
+    assert state.enabled and state.message == "Upgrading" and state.reason == "release 42"
+    assert 1790 < state.ends_at - time.time() <= 1800
+    assert "(cli)" in state.updated_by
+
+    status = cli("status", "--json", store=store)
+    shown = json.loads(status.stdout)
+    assert shown["status"] == "on" and shown["version"] == 1 and shown["message"] == "Upgrading"
+
+    off = cli("off", store=store)
+    assert off.returncode == 0
+    assert "maintenance: off" in off.stdout
+    assert not FileStore(str(store)).read().enabled
+
+
+def test_scheduled_and_read_only(tmp_path: Path) -> None:
+    store = tmp_path / "state.json"
+    result = cli("on", "--from", "+1h", "--for", "2h", "--mode", "read-only", store=store)
+    assert result.returncode == 0, result.stderr
+    assert "maintenance: upcoming (read-only)" in result.stdout
+    state = FileStore(str(store)).read()
+    assert state.ends_at - state.starts_at == 7200
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    store = tmp_path / "state.json"
+    bad_duration = cli("on", "--for", "soon", store=store)
+    assert bad_duration.returncode == 2
+    assert "not a duration" in bad_duration.stderr
+    past = cli("on", "--until", "2001-01-01T00:00:00Z", store=store)
+    assert past.returncode == 2
+    assert "ends_at: is in the past" in past.stderr
+    store.write_text("{ corrupt")
+    broken = cli("status", store=store)
+    assert broken.returncode == 1
+    assert "store error" in broken.stderr and "not valid JSON" in broken.stderr
+    assert store.read_text() == "{ corrupt"  # nothing written over it
+
+
+def test_cli_switch_reaches_a_running_gateway(log_dir, raw_upstream: str) -> None:
+    gateway = Gateway(log_dir, raw_upstream, name="gateway-cli")
+    try:
+        assert httpx.get(f"{gateway.url}/echo").status_code == 200
+        assert cli("on", "--message", "From the CLI", store=gateway.state_path).returncode == 0
+        gateway.wait_for_version(1)
+        during = httpx.get(f"{gateway.url}/echo")
+        assert cli("off", store=gateway.state_path).returncode == 0
+        gateway.wait_for_version(2)
+        after = httpx.get(f"{gateway.url}/echo")
+    finally:
+        gateway.stop()
+    assert during.status_code == 503 and during.json()["message"] == "From the CLI"
+    assert after.status_code == 200
+
+
+def test_python_dash_m_works(tmp_path: Path) -> None:
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "status"],
+        env={**base_env(), "GATEWAY_STORE": f"file:{tmp_path / 's.json'}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    assert "maintenance: off" in result.stdout

@@ -1,0 +1,90 @@
+"""Health and readiness, and the container health check command."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import httpx
+
+from tests.support import BIN, Gateway, base_env, free_port
+
+
+def test_health_is_200_in_maintenance_with_state_details(raw_gateway: Gateway) -> None:
+    raw_gateway.turn_on(message="Upgrade")
+    response = httpx.get(f"{raw_gateway.url}/_gateway/health")
+    assert response.status_code == 200
+    payload = response.json()
+    assert payload["maintenance"] is True
+    assert payload["store"]["status"] == "ok"
+    assert payload["store"]["kind"].startswith("file:")
+    assert 0 <= payload["state_age_seconds"] < 2
+    assert payload["state"]["message"] == "Upgrade"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_health_shows_a_stale_store_and_keeps_the_last_good_state(raw_gateway: Gateway) -> None:
+    raw_gateway.turn_on(message="Kept through corruption")
+    good = raw_gateway.state_path.read_text()
+    raw_gateway.state_path.write_text("{ corrupt")
+    try:
+        time.sleep(1.0)  # several refresh intervals of 0.1 s
+        payload = raw_gateway.health()
+        answer = httpx.get(f"{raw_gateway.url}/echo")
+    finally:
+        raw_gateway.state_path.write_text(good)
+    assert payload["store"]["status"] == "stale"
+    assert payload["store"]["failures"] >= 2
+    assert payload["state_age_seconds"] >= 0.5
+    assert payload["maintenance"] is True
+    assert answer.status_code == 503
+    assert answer.json()["message"] == "Kept through corruption"
+    log = raw_gateway.server.log()
+    # One line per failure streak, however many polls failed.
+    assert log.count("store read failed") == 1, log
+    deadline = time.monotonic() + 3
+    while raw_gateway.health()["store"]["status"] != "ok" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert raw_gateway.health()["store"]["status"] == "ok"
+    assert "store readable again" in raw_gateway.server.log()
+
+
+def test_ready_needs_the_upstream(log_dir) -> None:
+    gateway = Gateway(log_dir, f"http://127.0.0.1:{free_port()}", name="gateway-ready-no-upstream")
+    try:
+        response = httpx.get(f"{gateway.url}/_gateway/ready")
+        health = httpx.get(f"{gateway.url}/_gateway/health")
+    finally:
+        gateway.stop()
+    assert response.status_code == 503
+    assert "cannot connect" in response.json()["problems"][0]
+    assert health.status_code == 200  # liveness does not depend on Django
+
+
+def test_ready_when_everything_is_there(raw_gateway: Gateway) -> None:
+    response = httpx.get(f"{raw_gateway.url}/_gateway/ready")
+    assert response.status_code == 200
+    assert response.json()["ready"] is True
+
+
+def test_unknown_gateway_path_is_404_and_never_forwarded(raw_gateway: Gateway) -> None:
+    response = httpx.get(f"{raw_gateway.url}/_gateway/nothing-here")
+    assert response.status_code == 404
+
+
+def healthcheck(port: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "maintenance-gateway"), "healthcheck", "--port", str(port)],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+def test_healthcheck_command_exit_codes(raw_gateway: Gateway) -> None:
+    raw_gateway.turn_on()
+    assert healthcheck(raw_gateway.port).returncode == 0  # in maintenance too
+    down = healthcheck(free_port())
+    assert down.returncode == 1
+    assert "unhealthy" in down.stderr
