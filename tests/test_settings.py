@@ -121,3 +121,11 @@ def test_check_config_fails_on_a_bad_value() -> None:
     )
     assert result.returncode == 78
     assert "GATEWAY_FAIL_MODE='sideways'" in result.stderr
+
+
+def test_readme_documents_every_setting() -> None:
+    from tests.support import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [field.env for field in FIELDS if f"| `{field.env}` |" not in readme]
+    assert not missing, f"README's configuration table lacks {missing}"
