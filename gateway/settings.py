@@ -89,13 +89,6 @@ def parse_store(raw: str) -> str:
     return raw.strip()
 
 
-def parse_fail_mode(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in ("open", "closed"):
-        raise ValueError("expected 'open' or 'closed'")
-    return value
-
-
 def parse_prefix(raw: str) -> str:
     value = raw.strip().rstrip("/")
     if not value.startswith("/") or len(value) < 2 or not re.fullmatch(r"/[A-Za-z0-9._~/-]+", value):
@@ -196,18 +189,14 @@ def parse_host(raw: str) -> str:
     return value
 
 
-def parse_log_level(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in ("critical", "error", "warning", "info", "debug"):
-        raise ValueError("expected one of critical, error, warning, info, debug")
-    return value
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of: {', '.join(options)}")
+        return value
 
-
-def parse_log_format(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in ("json", "text"):
-        raise ValueError("expected json or text")
-    return value
+    return parse
 
 
 def parse_text(raw: str) -> str:
@@ -247,7 +236,7 @@ FIELDS: tuple[Field, ...] = (
     Field("upstream_max_idle", _number(int, 0, False), "64", "idle upstream connections kept for reuse"),
     Field("store", parse_store, "file:maintenance-state.json", "file:PATH, memory: or dynamodb://TABLE?key=KEY&..."),
     Field("refresh_interval", _number(float, 0, True), "2", "seconds between background store reads"),
-    Field("fail_mode", parse_fail_mode, "open", "open: serve, closed: answer 503, while the store was never read"),
+    Field("fail_mode", _choice("open", "closed"), "open", "open: serve, closed: answer 503, while the store was never read"),
     Field("admin_prefix", parse_prefix, "/_gateway", "path prefix of the gateway's own endpoints"),
     Field("cors_allowed_origins", parse_origins, "", "origins allowed to read answers (scheme://host[:port])"),
     Field("cors_allowed_origin_regexes", parse_regexes, "", "regexes matched against the Origin header"),
@@ -265,8 +254,8 @@ FIELDS: tuple[Field, ...] = (
     Field("retry_after", _number(int, 0, False), "300", "Retry-After seconds when no end time is set"),
     Field("drain_timeout", _number(float, 0, False), "25", "seconds in-flight requests get after SIGTERM"),
     Field("access_log", parse_bool, "false", "log every request"),
-    Field("log_level", parse_log_level, "info", "log level"),
-    Field("log_format", parse_log_format, "json", "json (one object a line, for CloudWatch) or text"),
+    Field("log_level", _choice("critical", "error", "warning", "info", "debug"), "info", "log level"),
+    Field("log_format", _choice("json", "text"), "json", "json (one object a line, for CloudWatch) or text"),
 )
 
 FIELDS_BY_NAME = {field.name: field for field in FIELDS}

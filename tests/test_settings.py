@@ -44,7 +44,7 @@ def test_round_trip_through_the_environment() -> None:
         ("GATEWAY_CORS_ALLOWED_ORIGIN_REGEXES", "^https://(a", "does not compile"),
         ("GATEWAY_CORS_ALLOW_CREDENTIALS", "maybe", "expected true/false"),
         ("GATEWAY_CORS_ALLOW_METHODS", "GET,PO ST", "not an HTTP token"),
-        ("GATEWAY_FAIL_MODE", "sometimes", "'open' or 'closed'"),
+        ("GATEWAY_FAIL_MODE", "sometimes", "expected one of: open, closed"),
         ("GATEWAY_PORT", "0", "must be >= 1"),
         ("GATEWAY_MAINTENANCE_PAGE", "/no/such/page.html", "no such file"),
         ("GATEWAY_BYPASS_PATHS", "webhooks", "does not start with /"),
