@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test typecheck system-deps clean
+.PHONY: run test bench bench-smoke typecheck clean
 
 # The virtual environment, re-installed whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 ## run: the gateway on :8080 in front of the example Django app on :8000 (file store)
@@ -18,15 +18,22 @@ run: $(STAMP)
 	scripts/run-example.sh
 
 ## test: install what the tests need (Python packages, Chromium) and run them all
-test: $(STAMP) system-deps
+test: $(STAMP)
+	scripts/install-system-deps.sh chromium nginx-light wrk
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
+## bench: the gateway side by side with nginx, asgiproxy and fastapi-proxy-lib (about 10 minutes)
+bench: $(STAMP)
+	scripts/install-system-deps.sh nginx-light wrk
+	$(BIN)/python -m bench.run
+
+bench-smoke: $(STAMP)
+	scripts/install-system-deps.sh nginx-light wrk
+	$(BIN)/python -m bench.run --smoke
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
-
-system-deps:
-	scripts/install-system-deps.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache *.egg-info

@@ -2,23 +2,43 @@
 
 ``/health`` is liveness for the ALB and ECS: it stays 200 in maintenance, since a
 503 there would make ECS replace every task. ``/ready`` says whether this task
-can serve: the state has been read (or fail-open applies) and Django answers.
+can serve. ``/maintenance`` reads and changes the state (bearer tokens, ETag and
+If-Match on the version), ``/bypass`` trades the bypass secret for a cookie.
+Every refusal is a JSON 4xx naming what is wrong; none is a 500.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from gateway.admin_changes import MAX_BODY_BYTES, RequestError, next_state, parse_if_match, parse_json_body
+from gateway.auth import FailureLimiter, TokenAuth
+from gateway.bypass import COOKIE_NAME
+from gateway.errors import ConflictError, StoreError
+from gateway.state import format_time
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 NO_STORE = {"cache-control": "no-store"}
+
+BYPASS_FORM = """<!doctype html>
+<meta charset="utf-8"><meta name="robots" content="noindex"><title>Maintenance bypass</title>
+<form method="post" style="font-family:system-ui;max-width:24rem;margin:4rem auto">
+<p>Enter the bypass secret to use the site while it is in maintenance.</p>
+<input type="password" name="secret" autocomplete="off" required style="width:100%">
+<button type="submit">Let me in</button></form>
+"""
 
 
 def health_payload(gateway: Gateway) -> dict[str, Any]:
@@ -36,14 +56,184 @@ def health_payload(gateway: Gateway) -> dict[str, Any]:
             "kind": gateway.store.description,
             "status": holder.store_status(),
             "failures": holder.failures,
+            "reads": holder.reads,
             "error": holder.last_error,
         },
         "state_age_seconds": None if age is None else round(age, 3),
+        "pid": os.getpid(),
     }
+
+
+def error_response(error: RequestError) -> JSONResponse:
+    headers = {**NO_STORE, **error.headers}
+    return JSONResponse(error.payload(), status_code=error.status, headers=headers)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing (413) as soon as it passes ``limit`` instead of reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, "body_too_large", f"the body is larger than {limit} bytes")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            raise RequestError(413, "body_too_large", f"the body is larger than {limit} bytes")
+    return bytes(received)
+
+
+class AdminAPI:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        settings = gateway.settings
+        self.auth = TokenAuth(settings.admin_tokens)
+        self.limiter = FailureLimiter(settings.admin_failure_limit)
+        self.bypass = gateway.bypass
+        self.openapi = resources.files("gateway").joinpath("openapi.json").read_bytes()
+
+    def client_ip(self, request: Request) -> str:
+        peer = request.client.host if request.client else ""
+        forwarded = request.headers.get("x-forwarded-for")
+        return self.gateway.trusted.client_ip(peer, forwarded.encode("latin-1") if forwarded else None)
+
+    def _check_rate(self, client: str) -> None:
+        wait = self.limiter.retry_after(client)
+        if wait:
+            error = RequestError(429, "too_many_attempts", f"too many failed attempts; retry in {wait} s")
+            error.headers["retry-after"] = str(wait)
+            raise error
+
+    def authorize(self, request: Request) -> tuple[str, str]:
+        """The token's name and the client's address, or a 404/429/401."""
+        if not self.auth.enabled:
+            raise RequestError(404, "not_found", "the admin API is off (GATEWAY_ADMIN_TOKENS is empty)")
+        client = self.client_ip(request)
+        self._check_rate(client)
+        name = self.auth.identify(request.headers.get("authorization"))
+        if name is None:
+            self.limiter.record_failure(client)
+            error = RequestError(401, "unauthorized", "send Authorization: Bearer <admin token>")
+            error.headers["www-authenticate"] = 'Bearer realm="maintenance-gateway"'
+            raise error
+        return name, client
+
+    def state_response(self, status: int = 200) -> JSONResponse:
+        state = self.gateway.holder.state
+        return JSONResponse(
+            state.describe(time.time()),
+            status_code=status,
+            headers={**NO_STORE, "etag": f'"{state.version}"'},
+        )
+
+    async def get_maintenance(self, request: Request) -> Response:
+        self.authorize(request)
+        return self.state_response()
+
+    async def put_maintenance(self, request: Request) -> Response:
+        name, client = self.authorize(request)
+        body = parse_json_body(await read_body(request), request.headers.get("content-type"))
+        expected = parse_if_match(request.headers.get("if-match"))
+        await self.gateway.change_state(
+            lambda current: next_state(current, body, now=time.time(), actor=f"{name} via admin API"),
+            expected=expected,
+            token_name=name,
+            client=client,
+        )
+        return self.state_response()
+
+    async def delete_maintenance(self, request: Request) -> Response:
+        name, client = self.authorize(request)
+        expected = parse_if_match(request.headers.get("if-match"))
+        reason = request.query_params.get("reason", "")[:500]
+        await self.gateway.change_state(
+            lambda current: next_state(current, {"enabled": False, "reason": reason}, now=time.time(), actor=f"{name} via admin API"),
+            expected=expected,
+            token_name=name,
+            client=client,
+        )
+        return self.state_response()
+
+    async def get_history(self, request: Request) -> Response:
+        self.authorize(request)
+        limit_text = request.query_params.get("limit", "20")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
+            raise RequestError(400, "invalid_field", "limit: expected a whole number from 1 to 500", "limit")
+        records = await self.gateway.store_call(self.gateway.store.history, int(limit_text))
+        return JSONResponse({"changes": records}, headers=NO_STORE)
+
+    async def bypass_form(self, request: Request) -> Response:
+        if not self.bypass.enabled:
+            raise RequestError(404, "not_found", "bypass is off (GATEWAY_BYPASS_SECRET is empty)")
+        return HTMLResponse(BYPASS_FORM, headers=NO_STORE)
+
+    async def bypass_login(self, request: Request) -> Response:
+        if not self.bypass.enabled:
+            raise RequestError(404, "not_found", "bypass is off (GATEWAY_BYPASS_SECRET is empty)")
+        client = self.client_ip(request)
+        self._check_rate(client)
+        presented, from_form, next_path = await self._presented_secret(request)
+        if presented is None or not self.bypass.matches(presented):
+            self.limiter.record_failure(client)
+            raise RequestError(403, "wrong_secret", "that is not the bypass secret")
+        value = self.bypass.make_cookie_value()
+        expires = int(value.split(".", 1)[0])
+        response: Response
+        if from_form:
+            response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
+        else:
+            response = JSONResponse({"bypass": True, "expires_at": format_time(expires)}, headers=NO_STORE)
+        response.set_cookie(
+            COOKIE_NAME,
+            value,
+            max_age=self.bypass.cookie_ttl,
+            httponly=True,
+            samesite="lax",
+            secure=self._https(request),
+        )
+        return response
+
+    async def bypass_logout(self, request: Request) -> Response:
+        response = Response(status_code=204, headers=NO_STORE)
+        response.delete_cookie(COOKIE_NAME, httponly=True, samesite="lax")
+        return response
+
+    def _https(self, request: Request) -> bool:
+        if request.url.scheme == "https":
+            return True
+        peer = request.client.host if request.client else ""
+        return self.gateway.trusted.trusts(peer) and request.headers.get("x-forwarded-proto", "").lower() == "https"
+
+    async def _presented_secret(self, request: Request) -> tuple[bytes | None, bool, str]:
+        header = request.headers.get("x-maintenance-bypass")
+        if header is not None:
+            return header.encode("latin-1"), False, "/"
+        raw = await read_body(request, 4096)
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media == "application/x-www-form-urlencoded":
+            form = parse_qs(raw.decode("latin-1"))
+            next_path = form.get("next", ["/"])[0]
+            if not next_path.startswith("/") or next_path.startswith("//"):
+                next_path = "/"  # never an open redirect
+            secret = form.get("secret", [None])[0]
+            return (secret.encode("latin-1") if secret is not None else None), True, next_path
+        if media == "application/json":
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
+            secret = body.get("secret") if isinstance(body, dict) else None
+            if not isinstance(secret, str):
+                raise RequestError(400, "invalid_field", "secret: expected a string", "secret")
+            return secret.encode("utf-8"), False, "/"
+        return None, False, "/"
+
+    async def openapi_document(self, request: Request) -> Response:
+        return Response(self.openapi, media_type="application/json")
 
 
 def build_admin_app(gateway: Gateway) -> Starlette:
     prefix = gateway.settings.admin_prefix
+    api = AdminAPI(gateway)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(health_payload(gateway), headers=NO_STORE)
@@ -59,9 +249,40 @@ def build_admin_app(gateway: Gateway) -> Starlette:
         payload = {"ready": not problems, "problems": problems, "store": holder.store_status()}
         return JSONResponse(payload, status_code=503 if problems else 200, headers=NO_STORE)
 
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestError)
+        return error_response(exc)
+
+    async def store_failed(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ConflictError):
+            error = RequestError(412, "version_conflict", f"the state changed meanwhile (now version {exc.actual}); read it and retry")
+        else:
+            error = RequestError(503, "store_unavailable", "the store cannot be reached; the state was not changed")
+        return error_response(error)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(RequestError(404, "not_found", "no such gateway endpoint"))
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return error_response(RequestError(405, "method_not_allowed", f"{request.method} is not allowed here"))
+
     return Starlette(
         routes=[
             Route(f"{prefix}/health", health, methods=["GET", "HEAD"]),
             Route(f"{prefix}/ready", ready, methods=["GET", "HEAD"]),
-        ]
+            Route(f"{prefix}/maintenance", api.get_maintenance, methods=["GET", "HEAD"]),
+            Route(f"{prefix}/maintenance", api.put_maintenance, methods=["PUT"]),
+            Route(f"{prefix}/maintenance", api.delete_maintenance, methods=["DELETE"]),
+            Route(f"{prefix}/maintenance/history", api.get_history, methods=["GET"]),
+            Route(f"{prefix}/bypass", api.bypass_form, methods=["GET"]),
+            Route(f"{prefix}/bypass", api.bypass_login, methods=["POST"]),
+            Route(f"{prefix}/bypass", api.bypass_logout, methods=["DELETE"]),
+            Route(f"{prefix}/openapi.json", api.openapi_document, methods=["GET"]),
+        ],
+        exception_handlers={
+            RequestError: refused,
+            StoreError: store_failed,
+            404: not_found,
+            405: method_not_allowed,
+        },
     )

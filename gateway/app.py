@@ -6,14 +6,20 @@ state and (only while maintenance is enabled) a clock compare; no I/O.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin import build_admin_app
+from gateway.bypass import HEADER_NAME as BYPASS_HEADER
+from gateway.bypass import BypassSecret
 from gateway.cors import CorsPolicy
+from gateway.errors import ConflictError
 from gateway.forwarding import TrustedPeers
 from gateway.maintenance import MaintenanceResponder
 from gateway.proxy import Proxy
@@ -24,6 +30,8 @@ from gateway.stores import Store, open_store
 from gateway.upstream import UpstreamError, UpstreamPool
 
 logger = logging.getLogger("gateway")
+audit = logging.getLogger("gateway.audit")
+T = TypeVar("T")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FAIL_CLOSED_REASON = "the maintenance state has not been read yet (GATEWAY_FAIL_MODE=closed)"
@@ -55,6 +63,7 @@ class Gateway:
             read_timeout=settings.upstream_read_timeout,
             upstream_authority=settings.upstream_url.removeprefix("http://").encode("ascii"),
         )
+        self.bypass = BypassSecret(settings.bypass_secret, settings.bypass_cookie_ttl)
         self.admin = build_admin_app(self)
         self.admin_prefix = settings.admin_prefix
         self._admin_prefix_slash = settings.admin_prefix + "/"
@@ -72,7 +81,7 @@ class Gateway:
             if state.enabled:
                 now = time.time()
                 if state.active(now) and not self._lets_through(scope, state):
-                    await self._maintenance(scope, send, state, now)
+                    await self._maintenance(scope, receive, send, state, now)
                     return
             await self.proxy(scope, receive, send)
         elif kind == "lifespan":
@@ -82,29 +91,23 @@ class Gateway:
             await send({"type": "websocket.close", "code": 1008})
 
     def _lets_through(self, scope: Scope, state: MaintenanceState) -> bool:
+        """The checks that need no header: read-only mode and path prefixes."""
         if state.mode == "read-only" and scope["method"] in SAFE_METHODS:
             return True
-        if self.bypass_paths and scope["path"].startswith(self.bypass_paths):
-            return True
-        if self.bypass_networks:
-            client = scope.get("client")
-            forwarded_for = None
-            for name, value in scope["headers"]:
-                if name == b"x-forwarded-for":
-                    forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
-            address = self.trusted.client_ip(client[0] if client else "", forwarded_for)
-            return self._address_bypasses(address)
-        return False
+        return bool(self.bypass_paths) and scope["path"].startswith(self.bypass_paths)
 
-    def _address_bypasses(self, address: str) -> bool:
+    def _client_bypasses(self, scope: Scope, forwarded_for: bytes | None) -> bool:
+        client = scope.get("client")
+        address = self.trusted.client_ip(client[0] if client else "", forwarded_for)
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
         return any(ip in network for network in self.bypass_networks)
 
-    async def _maintenance(self, scope: Scope, send: Send, state: MaintenanceState, now: float) -> None:
-        origin = accept = None
+    async def _maintenance(self, scope: Scope, receive: Receive, send: Send, state: MaintenanceState, now: float) -> None:
+        # One pass over the headers collects everything the decision and the answer need.
+        origin = accept = bypass_header = cookie = forwarded_for = None
         xhr = preflight = False
         for name, value in scope["headers"]:
             if name == b"origin":
@@ -115,6 +118,17 @@ class Gateway:
                 xhr = value.lower() == b"xmlhttprequest"
             elif name == b"access-control-request-method":
                 preflight = True
+            elif name == b"cookie":
+                cookie = value if cookie is None else cookie + b"; " + value
+            elif name == b"x-forwarded-for":
+                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+            elif name == BYPASS_HEADER:
+                bypass_header = value
+        if (self.bypass_networks and self._client_bypasses(scope, forwarded_for)) or (
+            self.bypass.enabled and self.bypass.request_allowed(bypass_header, cookie)
+        ):
+            await self.proxy(scope, receive, send)
+            return
         if preflight and origin is not None and scope["method"] == "OPTIONS":
             if await self.responder.answer_preflight(send, state, now, origin):
                 return
@@ -128,6 +142,42 @@ class Gateway:
             return str(exc)
         connection.close()
         return None
+
+    async def store_call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store call off the event loop."""
+        return await asyncio.to_thread(function, *args)
+
+    async def change_state(
+        self,
+        build: Callable[[MaintenanceState], MaintenanceState],
+        *,
+        expected: int | None,
+        token_name: str,
+        client: str,
+    ) -> MaintenanceState:
+        """Write the next state conditionally, apply it here at once, and log the change for the audit."""
+
+        def write() -> tuple[MaintenanceState, MaintenanceState]:
+            current = self.store.read(consistent=True)
+            if expected is not None and current.version != expected:
+                raise ConflictError(expected, current.version)
+            new = build(current)
+            return current, self.store.write(new, current)
+
+        old, new = await self.store_call(write)
+        # The other tasks follow at their next refresh; this one need not wait.
+        self.holder.apply(new, source=f"admin API ({token_name})")
+        audit.info(
+            "maintenance changed through the admin API",
+            extra={
+                "event": "admin_change",
+                "token_name": token_name,
+                "client": client,
+                "old": old.to_item(),
+                "new": new.to_item(),
+            },
+        )
+        return new
 
     async def startup(self) -> None:
         # One read before serving, so a normal start never shows the fail-mode default.

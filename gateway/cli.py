@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import getpass
 import json
 import re
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from gateway.client import AdminClient, AdminError, GatewayUnreachable
 from gateway.errors import ConfigError, ConflictError, StateError, StoreError
 from gateway.settings import FIELDS, Settings, load_settings
 from gateway.state import MaintenanceState, format_time, parse_time, switched_off, switched_on
@@ -22,6 +24,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1  # health check failed, or a store/gateway error
 EXIT_USAGE = 2  # argparse's own
 EXIT_CONFLICT = 4  # someone else changed the state first
+EXIT_AUTH = 5  # the gateway refused the token (or its admin API is off)
+EXIT_UNREACHABLE = 6  # no answer from the gateway
 EXIT_CONFIG = ConfigError.exit_code
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -78,6 +82,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(overrides=overrides)
 
 
+def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("through a running gateway instead of the store")
+    group.add_argument("--url", default=os.environ.get("GATEWAY_ADMIN_URL"), help="the gateway, e.g. http://127.0.0.1:8080 [GATEWAY_ADMIN_URL]")
+    group.add_argument("--token", default=os.environ.get("GATEWAY_ADMIN_TOKEN"), help="an admin token [GATEWAY_ADMIN_TOKEN]")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maintenance-gateway",
@@ -100,15 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     on.add_argument("--from", dest="start", type=parse_moment, help="start at this time instead of now")
     on.add_argument("--mode", choices=("full", "read-only"), default="full")
     on.add_argument("--reason", default="", help="why (kept with the state for the record)")
+    _add_remote_flags(on)
     _add_settings_flags(on)
 
     off = commands.add_parser("off", help="turn maintenance off")
     off.add_argument("--reason", default="")
+    _add_remote_flags(off)
     _add_settings_flags(off)
 
     status = commands.add_parser("status", help="show the state")
     status.add_argument("--json", action="store_true", help="print JSON")
+    _add_remote_flags(status)
     _add_settings_flags(status)
+
+    history = commands.add_parser("history", help="show the latest changes, newest first")
+    history.add_argument("--limit", type=int, default=20, help="how many changes (default 20)")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    _add_remote_flags(history)
+    _add_settings_flags(history)
+
+    init_table = commands.add_parser("init-table", help="create the DynamoDB table of GATEWAY_STORE (safe to run twice)")
+    _add_settings_flags(init_table)
 
     health = commands.add_parser("healthcheck", help="exit 0 when /_gateway/health answers 200 (container health check)")
     health.add_argument("--timeout", type=float, default=3.0)
@@ -151,6 +173,15 @@ def describe_state(state: MaintenanceState, now: float) -> str:
     return "\n".join(lines)
 
 
+def remote(args: argparse.Namespace) -> AdminClient | None:
+    """The admin client when --url (or GATEWAY_ADMIN_URL) is given, else None (the store directly)."""
+    if not args.url:
+        return None
+    if not args.token:
+        raise AdminError(401, {"message": "--url needs --token (or GATEWAY_ADMIN_TOKEN)"})
+    return AdminClient(args.url, args.token)
+
+
 def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
     now = time.time()
     starts_at = args.start
@@ -158,6 +189,18 @@ def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
         ends_at = (starts_at or now) + args.duration
     else:
         ends_at = args.until
+    client = remote(args)
+    if client is not None:
+        body = {
+            "enabled": True,
+            "mode": args.mode,
+            "message": args.message,
+            "starts_at": format_time(starts_at),
+            "ends_at": format_time(ends_at),
+            "reason": args.reason,
+        }
+        print(describe_state(MaintenanceState.from_item(client.set(body)), time.time()))
+        return EXIT_OK
     store = open_store(settings.store)
     state = change_state(
         store,
@@ -177,16 +220,62 @@ def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_off(settings: Settings, args: argparse.Namespace) -> int:
+    client = remote(args)
+    if client is not None:
+        print(describe_state(MaintenanceState.from_item(client.off(args.reason)), time.time()))
+        return EXIT_OK
     store = open_store(settings.store)
     state = change_state(store, lambda current: switched_off(current, now=time.time(), actor=actor(), reason=args.reason))
     print(describe_state(state, time.time()))
     return EXIT_OK
 
 
-def cmd_status(settings: Settings, as_json: bool) -> int:
-    state = open_store(settings.store).read()
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    as_json = args.json
+    client = remote(args)
+    state = MaintenanceState.from_item(client.status()) if client is not None else open_store(settings.store).read()
     now = time.time()
     print(json.dumps(state.describe(now), indent=2) if as_json else describe_state(state, now))
+    return EXIT_OK
+
+
+def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
+    limit, as_json = args.limit, args.json
+    client = remote(args)
+    records = client.history(limit) if client is not None else open_store(settings.store).history(limit)
+    if as_json:
+        print(json.dumps(records, indent=2))
+        return EXIT_OK
+    if not records:
+        print("no changes recorded")
+    for record in records:
+        new = record.get("new") or {}
+        old = record.get("old") or {}
+        change = f"{_onoff(old)} -> {_onoff(new)}"
+        window = ""
+        if new.get("enabled") and (new.get("starts_at") or new.get("ends_at")):
+            window = f" [{new.get('starts_at') or 'now'} .. {new.get('ends_at') or 'open-ended'}]"
+        reason = f": {record['reason']}" if record.get("reason") else ""
+        print(f"v{record.get('version')}  {record.get('at')}  {record.get('by') or 'unknown'}  {change}{window}{reason}")
+    return EXIT_OK
+
+
+def _onoff(item: dict[str, object]) -> str:
+    if not item:
+        return "(none)"
+    return f"on ({item.get('mode', 'full')})" if item.get("enabled") else "off"
+
+
+def cmd_init_table(settings: Settings) -> int:
+    from gateway.stores.dynamodb import DynamoDBStore
+
+    store = open_store(settings.store)
+    if not isinstance(store, DynamoDBStore):
+        print(f"maintenance-gateway: init-table needs a dynamodb:// store; GATEWAY_STORE is {settings.store}", file=sys.stderr)
+        return EXIT_USAGE
+    created = store.create_table()
+    table = store.location.table
+    print(f"created table {table} (on-demand billing)" if created else f"table {table} already exists; nothing to do")
     return EXIT_OK
 
 
@@ -224,7 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "off":
             return cmd_off(settings, args)
         if args.command == "status":
-            return cmd_status(settings, args.json)
+            return cmd_status(settings, args)
+        if args.command == "history":
+            return cmd_history(settings, args)
+        if args.command == "init-table":
+            return cmd_init_table(settings)
         if args.command == "healthcheck":
             return cmd_healthcheck(settings, args.timeout)
     except ConfigError as exc:
@@ -238,5 +331,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except StoreError as exc:
         print(f"maintenance-gateway: store error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except GatewayUnreachable as exc:
+        print(f"maintenance-gateway: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except AdminError as exc:
+        print(f"maintenance-gateway: the gateway refused: {exc}", file=sys.stderr)
+        if exc.status == 412:
+            return EXIT_CONFLICT
+        if exc.status in (400, 413, 415):
+            return EXIT_USAGE
+        if exc.status in (401, 403, 404, 429):
+            return EXIT_AUTH
         return EXIT_FAILURE
     raise AssertionError(f"unhandled command {args.command}")

@@ -12,6 +12,23 @@ from typing import Any
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
 
 
+def extras(record: logging.LogRecord) -> dict[str, Any]:
+    """What a log call passed in ``extra=``: the structured part of the line."""
+    return {key: value for key, value in vars(record).items() if key not in _STANDARD and not key.startswith("_")}
+
+
+class TextFormatter(logging.Formatter):
+    """Human-readable lines that still carry the structured fields, as JSON at the end."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = extras(record)
+        return f"{line} {json.dumps(fields, default=str, ensure_ascii=False)}" if fields else line
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
@@ -20,9 +37,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                payload[key] = value
+        payload.update(extras(record))
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str, ensure_ascii=False)
@@ -30,11 +45,7 @@ class JsonFormatter(logging.Formatter):
 
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the gateway and the server under it."""
-    formatter = (
-        {"()": "gateway.logs.JsonFormatter"}
-        if fmt == "json"
-        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    )
+    formatter = {"()": "gateway.logs.JsonFormatter" if fmt == "json" else "gateway.logs.TextFormatter"}
     handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stdout"}
     return {
         "version": 1,

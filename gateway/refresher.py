@@ -44,6 +44,7 @@ class StateHolder:
         self.last_good_read: float | None = None  # time.monotonic() of the last successful read
         self.failures = 0  # consecutive failed reads
         self.last_error: str | None = None
+        self.reads = 0  # store reads attempted since start: flat under load, one per interval
 
     def apply(self, state: MaintenanceState, *, source: str) -> bool:
         """Swap in ``state`` unless it is older than the one held; True when it changed."""
@@ -108,6 +109,7 @@ class Refresher:
 
     async def refresh_once(self) -> bool:
         """One read of the store; True when it succeeded."""
+        self.holder.reads += 1
         try:
             state = await asyncio.to_thread(self.store.read)
         except StoreError as exc:

@@ -168,6 +168,15 @@ def parse_paths(raw: str) -> tuple[str, ...]:
     return paths
 
 
+def parse_secret(raw: str) -> str:
+    value = raw.strip()
+    if value and len(value) < 16:
+        raise ValueError("shorter than 16 characters")
+    if value and (not value.isascii() or not value.isprintable()):
+        raise ValueError("must be printable ASCII")
+    return value
+
+
 def parse_readable_file(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -238,6 +247,8 @@ FIELDS: tuple[Field, ...] = (
     Field("refresh_interval", _number(float, 0, True), "2", "seconds between background store reads"),
     Field("fail_mode", _choice("open", "closed"), "open", "open: serve, closed: answer 503, while the store was never read"),
     Field("admin_prefix", parse_prefix, "/_gateway", "path prefix of the gateway's own endpoints"),
+    Field("admin_tokens", parse_tokens, "", "comma-separated name:token pairs; empty turns the admin API off", True),
+    Field("admin_failure_limit", _number(int, 0, False), "10", "failed admin/bypass attempts per client IP a minute; 0: no limit"),
     Field("cors_allowed_origins", parse_origins, "", "origins allowed to read answers (scheme://host[:port])"),
     Field("cors_allowed_origin_regexes", parse_regexes, "", "regexes matched against the Origin header"),
     Field("cors_allow_all_origins", parse_bool, "false", "allow every origin"),
@@ -248,6 +259,8 @@ FIELDS: tuple[Field, ...] = (
     Field("cors_preflight_max_age", _number(int, 0, False), "86400", "seconds a browser may cache a preflight; 0 omits the header"),
     Field("bypass_paths", parse_paths, "", "path prefixes always forwarded to Django"),
     Field("bypass_ips", parse_networks, "", "client IPs or CIDRs always forwarded to Django"),
+    Field("bypass_secret", parse_secret, "", "secret that lets operators through (header or cookie)", True),
+    Field("bypass_cookie_ttl", _number(int, 60, False), "28800", "seconds a bypass cookie stays valid"),
     Field("forwarded_allow_ips", parse_networks, "127.0.0.1", "peers trusted to set X-Forwarded-For (IPs, CIDRs or *)"),
     Field("maintenance_page", parse_readable_file, "", "HTML file served as the maintenance page"),
     Field("maintenance_message", parse_text, "The site is down for maintenance. Please try again later.", "default message"),
@@ -275,6 +288,8 @@ class Settings:
     refresh_interval: float
     fail_mode: str
     admin_prefix: str
+    admin_tokens: tuple[tuple[str, str], ...]
+    admin_failure_limit: int
     cors_allowed_origins: tuple[str, ...]
     cors_allowed_origin_regexes: tuple[str, ...]
     cors_allow_all_origins: bool
@@ -285,6 +300,8 @@ class Settings:
     cors_preflight_max_age: int
     bypass_paths: tuple[str, ...]
     bypass_ips: tuple[Network, ...]
+    bypass_secret: str
+    bypass_cookie_ttl: int
     forwarded_allow_ips: tuple[Network, ...]
     maintenance_page: str
     maintenance_message: str
@@ -305,13 +322,15 @@ class Settings:
         shown: dict[str, str] = {}
         for field in FIELDS:
             value = getattr(self, field.name)
-            if isinstance(value, tuple):
+            if field.name == "admin_tokens":
+                text = ",".join(f"{name}:{'****' if masked else token}" for name, token in value)
+            elif isinstance(value, tuple):
                 text = ",".join(str(item) for item in value)
             elif isinstance(value, bool):
                 text = "true" if value else "false"
             else:
                 text = str(value)
-            if masked and field.secret and text:
+            if masked and field.secret and text and field.name != "admin_tokens":
                 text = "****"
             shown[field.env] = text
         return shown

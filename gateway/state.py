@@ -58,6 +58,11 @@ class MaintenanceState:
     version: int = 0
 
     def __post_init__(self) -> None:
+        # Times are kept to the millisecond, as they are written, so a state read back equals the one written.
+        for name in ("starts_at", "ends_at", "updated_at"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, round(value, 3))
         if self.mode not in MODES:
             raise StateError("mode", f"expected one of {', '.join(MODES)}")
         if len(self.message) > MAX_MESSAGE_LENGTH:

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the tests use: Chromium (the browser test). Installs only what is missing.
+# Installs the Debian packages named on the command line whose commands are missing.
+# `make test` asks for chromium (the browser test); `make bench` for nginx and wrk.
 set -euo pipefail
 
+declare -A command_of=([chromium]=chromium [nginx-light]=nginx [wrk]=wrk)
 packages=()
-command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+for package in "$@"; do
+  command -v "${command_of[$package]:-$package}" >/dev/null 2>&1 || packages+=("$package")
+done
 [ ${#packages[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Gateway, ServerProcess, free_port, start_django, start_raw_upstream
+import os
+
+from tests.support import AWS_ENV, Gateway, ServerProcess, free_port, start_django, start_raw_upstream
+
+# In-process boto3 clients (the tests' own store handles) talk to moto with these.
+os.environ.update(AWS_ENV)
 
 # The front end's origin: a page served on its own port, as an Angular app on its own domain.
 FRONT_PORT = free_port()

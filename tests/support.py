@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,12 +16,18 @@ from typing import Any
 import httpx
 
 from gateway.state import MaintenanceState, switched_off, switched_on
-from gateway.stores import change_state
-from gateway.stores.file import FileStore
+from gateway.stores import Store, change_state, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 DJANGO_DIR = ROOT / "examples" / "django_site"
 BIN = Path(sys.executable).parent
+
+# Credentials for moto's server; the tests never talk to AWS itself.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:
@@ -128,11 +135,13 @@ class Gateway:
         self.state_path = log_dir / f"{name}-state.json"
         if state_text is not None:
             self.state_path.write_text(state_text)
-        self.store = FileStore(str(self.state_path))
+        store_url = (env or {}).get("GATEWAY_STORE", f"file:{self.state_path}")
+        self.store: Store = open_store(store_url)
         self.env = {
             **base_env(),
+            **AWS_ENV,
             "GATEWAY_UPSTREAM_URL": upstream,
-            "GATEWAY_STORE": f"file:{self.state_path}",
+            "GATEWAY_STORE": store_url,
             "GATEWAY_REFRESH_INTERVAL": "0.1",
             "GATEWAY_LOG_FORMAT": "text",
             **(env or {}),
@@ -179,3 +188,44 @@ class Gateway:
 
     def stop(self) -> int:
         return self.server.stop()
+
+
+class DynamoDBServer:
+    """moto's server mode: a real DynamoDB-protocol endpoint on loopback."""
+
+    def __init__(self, log_dir: Path, name: str = "moto", record: bool = False) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.recording = log_dir / f"{name}-recording.jsonl"
+        env = {**base_env(), **AWS_ENV}
+        if record:
+            env.update({"MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(self.recording)})
+        self.server = ServerProcess(
+            name, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)], env, ROOT, log_dir
+        )
+        self.server.wait_for_port(self.port)
+
+    def store_url(self, table: str, key: str = "default", **options: str) -> str:
+        query = "&".join(f"{name}={value}" for name, value in {"key": key, "region": "us-east-1", "endpoint_url": self.url, **options}.items())
+        return f"dynamodb://{table}?{query}"
+
+    def operations(self, target: str) -> int:
+        """How many requests of one DynamoDB operation (``GetItem``) the server received."""
+        if not self.recording.exists():
+            return 0
+        count = 0
+        for line in self.recording.read_text().splitlines():
+            headers = {key.lower(): value for key, value in json.loads(line)["headers"].items()}
+            if headers.get("x-amz-target") == f"DynamoDB_20120810.{target}":
+                count += 1
+        return count
+
+    def pause(self) -> None:
+        os.kill(self.server.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.server.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.resume()
+        self.server.stop()

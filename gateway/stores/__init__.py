@@ -6,7 +6,7 @@ from gateway.stores.base import Store, change_state
 
 __all__ = ["Store", "change_state", "open_store", "parse_store_url"]
 
-SCHEMES = ("file:", "memory:")
+SCHEMES = ("file:", "memory:", "dynamodb://")
 
 
 def parse_store_url(raw: str) -> tuple[str, str]:
@@ -21,6 +21,11 @@ def parse_store_url(raw: str) -> tuple[str, str]:
         return "file", path
     if value == "memory:":
         return "memory", ""
+    if value.startswith("dynamodb://"):
+        from gateway.stores.dynamodb import DynamoDBLocation
+
+        DynamoDBLocation.parse(value)
+        return "dynamodb", value
     raise ValueError(f"unknown store; expected one of {', '.join(s + '...' for s in SCHEMES)}")
 
 
@@ -30,6 +35,10 @@ def open_store(raw: str) -> Store:
         from gateway.stores.file import FileStore
 
         return FileStore(argument)
+    if kind == "dynamodb":
+        from gateway.stores.dynamodb import DynamoDBLocation, DynamoDBStore
+
+        return DynamoDBStore(DynamoDBLocation.parse(argument))
     from gateway.stores.memory import MemoryStore
 
     return MemoryStore()

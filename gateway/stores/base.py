@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from gateway.state import MaintenanceState
+from gateway.state import MaintenanceState, format_time
 
 
 class Store(Protocol):
@@ -17,18 +18,26 @@ class Store(Protocol):
 
     description: str
 
-    def read(self) -> MaintenanceState:
+    def read(self, consistent: bool = False) -> MaintenanceState:
         """The stored state; version 0 and disabled when nothing was ever written.
+
+        ``consistent`` asks for the latest write even where reads are eventually
+        consistent (DynamoDB): writers want it, the refresher does not pay for it.
 
         Raises StoreError when the store cannot be read or holds something unreadable.
         """
         ...
 
-    def write(self, state: MaintenanceState) -> MaintenanceState:
-        """Store ``state`` only if the stored version is ``state.version - 1``.
+    def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
+        """Store ``state`` only if the stored version is ``state.version - 1``, and record the change.
 
+        ``previous`` is the state the change was built from, kept in the history.
         Raises ConflictError when another writer got there first.
         """
+        ...
+
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest changes, newest first (see ``history_record``)."""
         ...
 
     def close(self) -> None: ...
@@ -36,4 +45,17 @@ class Store(Protocol):
 
 def change_state(store: Store, build: Callable[[MaintenanceState], MaintenanceState]) -> MaintenanceState:
     """Read, build the next state from the current one, write it conditionally."""
-    return store.write(build(store.read()))
+    current = store.read(consistent=True)
+    return store.write(build(current), current)
+
+
+def history_record(previous: MaintenanceState | None, state: MaintenanceState) -> dict[str, Any]:
+    """One change as every store keeps it: who, when, why, and the state before and after."""
+    return {
+        "version": state.version,
+        "at": format_time(state.updated_at if state.updated_at is not None else time.time()),
+        "by": state.updated_by,
+        "reason": state.reason,
+        "old": previous.to_item() if previous is not None else None,
+        "new": state.to_item(),
+    }

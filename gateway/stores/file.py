@@ -2,7 +2,7 @@
 
 Writes go to a temporary file that replaces the old one, so a reader sees either the
 old or the new state, never half of one; a lock file serialises the conditional
-writes of several processes.
+writes of several processes. Each change is appended to ``PATH.history`` (JSON lines).
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ import fcntl
 import json
 import os
 import tempfile
+from collections import deque
 from pathlib import Path
+from typing import Any
 
 from gateway.errors import ConflictError, StateError, StoreError
 from gateway.state import MaintenanceState
+from gateway.stores.base import history_record
 
 MAX_FILE_SIZE = 64 * 1024
 
@@ -22,9 +25,10 @@ MAX_FILE_SIZE = 64 * 1024
 class FileStore:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
+        self.history_path = Path(f"{path}.history")
         self.description = f"file:{path}"
 
-    def read(self) -> MaintenanceState:
+    def read(self, consistent: bool = False) -> MaintenanceState:
         try:
             with self.path.open("rb") as handle:
                 raw = handle.read(MAX_FILE_SIZE + 1)
@@ -45,7 +49,7 @@ class FileStore:
         except StateError as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
 
-    def write(self, state: MaintenanceState) -> MaintenanceState:
+    def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
         directory = self.path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -55,6 +59,8 @@ class FileStore:
                 if current.version != state.version - 1:
                     raise ConflictError(state.version - 1, current.version)
                 self._replace(state)
+                with self.history_path.open("a", encoding="utf-8") as history:
+                    history.write(json.dumps(history_record(previous, state)) + "\n")
         except OSError as exc:
             raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         return state
@@ -71,6 +77,22 @@ class FileStore:
         except BaseException:
             os.unlink(temporary)
             raise
+
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        try:
+            with self.history_path.open(encoding="utf-8") as handle:
+                lines = deque(handle, maxlen=limit)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.history_path}: {exc.strerror or exc}") from exc
+        records = []
+        for line in reversed(lines):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a torn last line from a crash: skip it, keep the rest
+        return records
 
     def close(self) -> None:
         pass

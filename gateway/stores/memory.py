@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from gateway.errors import ConflictError
 from gateway.state import MaintenanceState
+from gateway.stores.base import history_record
 
 
 class MemoryStore:
@@ -14,16 +16,21 @@ class MemoryStore:
     def __init__(self) -> None:
         self._state = MaintenanceState()
         self._lock = threading.Lock()
+        self._history: list[dict[str, Any]] = []
 
-    def read(self) -> MaintenanceState:
+    def read(self, consistent: bool = False) -> MaintenanceState:
         return self._state
 
-    def write(self, state: MaintenanceState) -> MaintenanceState:
+    def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
         with self._lock:
             if self._state.version != state.version - 1:
                 raise ConflictError(state.version - 1, self._state.version)
             self._state = state
+            self._history.append(history_record(previous, state))
             return state
+
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        return self._history[::-1][:limit]
 
     def close(self) -> None:
         pass

@@ -1,0 +1,127 @@
+"""Turning an admin API request body into the next maintenance state, or a 4xx naming the field."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from gateway.errors import StateError
+from gateway.state import MAX_MESSAGE_LENGTH, MAX_REASON_LENGTH, MODES, MaintenanceState, parse_time, switched_off, switched_on
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_DURATION_SECONDS = 366 * 86400
+FIELDS = ("enabled", "mode", "message", "starts_at", "ends_at", "duration_seconds", "reason")
+
+
+class RequestError(Exception):
+    """A request the admin API refuses: its status, a stable error code, a message, maybe the field."""
+
+    def __init__(self, status: int, error: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.field = field
+        self.headers: dict[str, str] = {}
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.error, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+def invalid(field: str, message: str) -> RequestError:
+    return RequestError(400, "invalid_field", f"{field}: {message}", field)
+
+
+def parse_json_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise RequestError(415, "unsupported_media_type", "send the body as application/json")
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestError(413, "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "invalid_json", "the body must be a JSON object")
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise RequestError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected some of {', '.join(FIELDS)}", unknown[0])
+    return body
+
+
+def _text(body: dict[str, Any], field: str, limit: int) -> str:
+    value = body.get(field, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid(field, "expected a string")
+    if len(value) > limit:
+        raise invalid(field, f"longer than {limit} characters")
+    return value
+
+
+def _time(body: dict[str, Any], field: str) -> float | None:
+    try:
+        return parse_time(field, body.get(field))
+    except StateError as exc:
+        raise invalid(field, exc.reason) from None
+
+
+def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, actor: str) -> MaintenanceState:
+    """The state a PUT asks for, built on ``current`` (its version + 1)."""
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise invalid("enabled", "expected true or false")
+    reason = _text(body, "reason", MAX_REASON_LENGTH)
+    if not enabled:
+        return switched_off(current, now=now, actor=actor, reason=reason)
+    mode = body.get("mode", "full")
+    if mode not in MODES:
+        raise invalid("mode", f"expected one of {', '.join(MODES)}")
+    message = _text(body, "message", MAX_MESSAGE_LENGTH)
+    starts_at = _time(body, "starts_at")
+    ends_at = _time(body, "ends_at")
+    duration = body.get("duration_seconds")
+    if duration is not None:
+        if ends_at is not None:
+            raise invalid("duration_seconds", "give ends_at or duration_seconds, not both")
+        if isinstance(duration, bool) or not isinstance(duration, int | float) or not math.isfinite(duration):
+            raise invalid("duration_seconds", "expected a number of seconds")
+        if not 0 < duration <= MAX_DURATION_SECONDS:
+            raise invalid("duration_seconds", f"must be between 0 and {MAX_DURATION_SECONDS}")
+        ends_at = (starts_at if starts_at is not None else now) + duration
+    if ends_at is not None and ends_at <= now:
+        raise invalid("ends_at", "is in the past")
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        raise invalid("ends_at", "must be after starts_at")
+    try:
+        return switched_on(
+            current,
+            now=now,
+            actor=actor,
+            message=message,
+            mode=mode,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            reason=reason,
+        )
+    except StateError as exc:
+        raise invalid(exc.field, exc.reason) from None
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version an ``If-Match`` names; None for absent or ``*``."""
+    if value is None or value.strip() == "*":
+        return None
+    tag = value.strip()
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    tag = tag.strip('"')
+    if not tag.isdigit() or len(tag) > 15:
+        raise RequestError(412, "precondition_failed", "If-Match must be the ETag of the state, such as \"3\"")
+    return int(tag)

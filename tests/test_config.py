@@ -1,0 +1,73 @@
+"""What config/ ships: the CloudFormation table and the task role's policy, proved against moto."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+
+from gateway.state import switched_on
+from gateway.stores import change_state, open_store
+from tests.support import BIN, ROOT, DynamoDBServer, base_env
+
+
+def test_the_cloudformation_table_is_what_the_gateway_expects(log_dir: Path) -> None:
+    server = DynamoDBServer(log_dir, name="moto-cloudformation")
+    try:
+        cloudformation = boto3.client("cloudformation", endpoint_url=server.url, region_name="us-east-1")
+        cloudformation.create_stack(
+            StackName="maintenance",
+            TemplateBody=(ROOT / "config" / "dynamodb-table.yaml").read_text(),
+            Parameters=[{"ParameterKey": "TableName", "ParameterValue": "from-template"}],
+        )
+        url = server.store_url("from-template", key="prod")
+        result = subprocess.run(
+            [str(BIN / "maintenance-gateway"), "init-table"],
+            env={**base_env(), "GATEWAY_STORE": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        table = boto3.client("dynamodb", endpoint_url=server.url, region_name="us-east-1").describe_table(
+            TableName="from-template"
+        )["Table"]
+    finally:
+        server.stop()
+    # init-table checks the key schema: "already exists" means the template's keys are the gateway's.
+    assert result.returncode == 0, result.stderr
+    assert "already exists" in result.stdout
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_the_task_policy_allows_exactly_what_the_gateway_calls(log_dir: Path) -> None:
+    policy = json.loads((ROOT / "config" / "iam-task-policy.json").read_text())
+    allowed = {action for statement in policy["Statement"] for action in statement["Action"]}
+    assert all(statement["Resource"].endswith(":table/maintenance-gateway") for statement in policy["Statement"])
+
+    server = DynamoDBServer(log_dir, name="moto-policy", record=True)
+    try:
+        url = server.store_url("maintenance-gateway", key="prod")
+        store = open_store(url)
+        store.create_table()  # an operator's step (init-table), not the task's
+        server.recording.unlink()
+        store.read()
+        change_state(store, lambda s: switched_on(s, now=time.time(), actor="policy"))
+        store.history()
+        used: set[str] = set()
+        for line in server.recording.read_text().splitlines():
+            entry = json.loads(line)
+            headers = {key.lower(): value for key, value in entry["headers"].items()}
+            operation = headers["x-amz-target"].split(".", 1)[1]
+            if operation == "TransactWriteItems":
+                body = base64.b64decode(entry["body"]) if entry.get("body_encoded") else entry["body"].encode()
+                # IAM checks each action inside a transaction.
+                used |= {f"dynamodb:{kind}Item" for item in json.loads(body)["TransactItems"] for kind in item}
+            else:
+                used.add(f"dynamodb:{operation}")
+    finally:
+        server.stop()
+    assert used == allowed
