@@ -169,6 +169,14 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def _percentile(output: str, which: str) -> float:
+    # The latency distribution's own lines ("    50%  1.23ms"), not the "+/- Stdev" column.
+    match = re.search(rf"^\s*{which}%\s+([\d.]+(?:us|ms|s))\s*$", output, re.M)
+    if match is None:
+        raise RuntimeError(f"no {which}th percentile in wrk's output:\n{output}")
+    return _ms(match.group(1))
+
+
 def wrk(
     url: str,
     connections: int,
@@ -195,9 +203,8 @@ def wrk(
             errors += sum(int(group) for group in match.groups())
     return Result(
         requests_per_second=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        # The latency distribution's own lines ("    50%  1.23ms"), not the "+/- Stdev" column.
-        p50_ms=_ms(re.search(r"^\s+50%\s+(\S+)$", output, re.M).group(1)),  # type: ignore[union-attr]
-        p99_ms=_ms(re.search(r"^\s+99%\s+(\S+)$", output, re.M).group(1)),  # type: ignore[union-attr]
+        p50_ms=_percentile(output, "50"),
+        p99_ms=_percentile(output, "99"),
         cpu_us_per_request=used * 1e6 / max(total, 1),
         errors=errors,
     )

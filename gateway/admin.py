@@ -25,6 +25,7 @@ from gateway.admin_changes import MAX_BODY_BYTES, RequestError, next_state, pars
 from gateway.auth import FailureLimiter, TokenAuth
 from gateway.bypass import COOKIE_NAME
 from gateway.errors import ConflictError, StoreError
+from gateway.metrics import render as render_metrics
 from gateway.state import format_time
 
 if TYPE_CHECKING:
@@ -249,6 +250,25 @@ def build_admin_app(gateway: Gateway) -> Starlette:
         payload = {"ready": not problems, "problems": problems, "store": holder.store_status()}
         return JSONResponse(payload, status_code=503 if problems else 200, headers=NO_STORE)
 
+    async def metrics(request: Request) -> Response:
+        holder = gateway.holder
+
+        def gauges() -> dict[str, float | None]:
+            now = time.time()
+            state = holder.state
+            active = state.active(now)
+            return {
+                "gateway_maintenance_active": float(active),
+                "gateway_maintenance_read_only": float(active and state.mode == "read-only"),
+                "gateway_maintenance_upcoming": float(state.upcoming(now)),
+                "gateway_state_version": float(state.version),
+                "gateway_state_age_seconds": holder.age(),
+                "gateway_store_stale": float(holder.failures > 0),
+            }
+
+        text = render_metrics(gateway.metrics, gauges, holder.errors, holder.reads)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8", headers=NO_STORE)
+
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestError)
         return error_response(exc)
@@ -270,6 +290,7 @@ def build_admin_app(gateway: Gateway) -> Starlette:
         routes=[
             Route(f"{prefix}/health", health, methods=["GET", "HEAD"]),
             Route(f"{prefix}/ready", ready, methods=["GET", "HEAD"]),
+            Route(f"{prefix}/metrics", metrics, methods=["GET"]),
             Route(f"{prefix}/maintenance", api.get_maintenance, methods=["GET", "HEAD"]),
             Route(f"{prefix}/maintenance", api.put_maintenance, methods=["PUT"]),
             Route(f"{prefix}/maintenance", api.delete_maintenance, methods=["DELETE"]),

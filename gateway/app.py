@@ -22,6 +22,7 @@ from gateway.cors import CorsPolicy
 from gateway.errors import ConflictError
 from gateway.forwarding import TrustedPeers
 from gateway.maintenance import MaintenanceResponder
+from gateway.metrics import Metrics
 from gateway.proxy import Proxy
 from gateway.refresher import Refresher, StateHolder
 from gateway.settings import Settings, load_settings
@@ -42,8 +43,8 @@ class Gateway:
         self.settings = settings
         self.store = store if store is not None else open_store(settings.store)
         # Until the store is read, fail-closed means "in maintenance" and fail-open "serving".
-        initial = MaintenanceState(enabled=settings.fail_mode == "closed", reason=FAIL_CLOSED_REASON)
-        self.holder = StateHolder(initial if settings.fail_mode == "closed" else MaintenanceState())
+        closed = settings.fail_mode == "closed"
+        self.holder = StateHolder(MaintenanceState(enabled=True, reason=FAIL_CLOSED_REASON) if closed else MaintenanceState())
         self.refresher = Refresher(self.store, self.holder, settings.refresh_interval)
         self.cors = CorsPolicy(settings)
         self.responder = MaintenanceResponder(settings, self.cors)
@@ -56,12 +57,14 @@ class Gateway:
             max_idle=settings.upstream_max_idle,
         )
         self.trusted = TrustedPeers(settings.forwarded_allow_ips)
+        self.metrics = Metrics()
         self.proxy = Proxy(
             self.pool,
             self.cors,
             self.trusted,
             read_timeout=settings.upstream_read_timeout,
             upstream_authority=settings.upstream_url.removeprefix("http://").encode("ascii"),
+            metrics=self.metrics,
         )
         self.bypass = BypassSecret(settings.bypass_secret, settings.bypass_cookie_ttl)
         self.admin = build_admin_app(self)
@@ -80,9 +83,11 @@ class Gateway:
             state = self.holder.state
             if state.enabled:
                 now = time.time()
-                if state.active(now) and not self._lets_through(scope, state):
-                    await self._maintenance(scope, receive, send, state, now)
-                    return
+                if state.active(now):
+                    if not self._lets_through(scope, state):
+                        await self._maintenance(scope, receive, send, state, now)
+                        return
+                    self.metrics.bypassed += 1
             await self.proxy(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -127,11 +132,14 @@ class Gateway:
         if (self.bypass_networks and self._client_bypasses(scope, forwarded_for)) or (
             self.bypass.enabled and self.bypass.request_allowed(bypass_header, cookie)
         ):
+            self.metrics.bypassed += 1
             await self.proxy(scope, receive, send)
             return
         if preflight and origin is not None and scope["method"] == "OPTIONS":
             if await self.responder.answer_preflight(send, state, now, origin):
+                self.metrics.preflight += 1
                 return
+        self.metrics.maintenance += 1
         await self.responder.answer(send, state, now, origin, accept, xhr)
 
     async def probe_upstream(self) -> str | None:

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.cors import CorsPolicy
 from gateway.forwarding import FORWARDING_HEADERS, REQUEST_DROPPED, TrustedPeers, connection_named, response_headers
+from gateway.metrics import Metrics
 from gateway.http import JSON_TYPE, NO_STORE, body_headers, header_value, json_bytes, send_answer
 from gateway.upstream import UpstreamClosed, UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
 
@@ -64,7 +65,9 @@ class Proxy:
         *,
         read_timeout: float,
         upstream_authority: bytes,
+        metrics: Metrics,
     ) -> None:
+        self.metrics = metrics
         self.pool = pool
         self.cors = cors
         self.trusted = trusted
@@ -144,6 +147,7 @@ class Proxy:
         replayable = not more_body
         response_started = False
         connection: UpstreamConnection | None = None
+        started = time.perf_counter()
         try:
             connection = await self.pool.acquire()
             try:
@@ -158,6 +162,7 @@ class Proxy:
                 connection = await self.pool.connect()
                 await self._send_request(connection, scope, head, first, False, body_kind, receive)
                 await connection.read_head(self.read_timeout)
+            self.metrics.observe_upstream(time.perf_counter() - started)
             headers = response_headers(connection.headers, connection.status)
             await send({"type": "http.response.start", "status": connection.status, "headers": headers})
             response_started = True
@@ -167,9 +172,11 @@ class Proxy:
                 await self._stream_body(connection, receive, send)
             self.pool.release(connection)
             connection = None
+            self.metrics.proxied += 1
         except _ClientGone:
             pass
         except UpstreamError as exc:
+            self.metrics.upstream_failed(exc.status)
             self.errors.report(exc, scope)
             if response_started:
                 raise  # the status line is gone; the server closes the connection to show the cut

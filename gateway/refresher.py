@@ -45,6 +45,7 @@ class StateHolder:
         self.failures = 0  # consecutive failed reads
         self.last_error: str | None = None
         self.reads = 0  # store reads attempted since start: flat under load, one per interval
+        self.errors = 0  # failed reads since start
 
     def apply(self, state: MaintenanceState, *, source: str) -> bool:
         """Swap in ``state`` unless it is older than the one held; True when it changed."""
@@ -86,6 +87,7 @@ class StateHolder:
                 extra={"event": "store_failed", "error": error},
             )
         self.failures += 1
+        self.errors += 1
         self.last_error = error
 
     def age(self) -> float | None:

@@ -1,0 +1,90 @@
+"""Counters for Prometheus, kept as plain attributes so the hot path pays an increment.
+
+Rendered in the text exposition format at ``/_gateway/metrics``. Each worker
+process counts its own requests (as any multi-process server without shared
+memory does); scrape every worker, or run one worker per task as ECS does.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Callable
+
+# Upstream time to the response head, in seconds: sub-millisecond on loopback up to timeouts.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+OUTCOMES = ("proxied", "maintenance", "bypassed", "preflight", "upstream_error")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.proxied = 0
+        self.maintenance = 0
+        self.bypassed = 0
+        self.preflight = 0
+        self.upstream_error = 0
+        self.upstream_errors_by_status: dict[int, int] = {502: 0, 504: 0}
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.started = time.time()
+
+    def observe_upstream(self, seconds: float) -> None:
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def upstream_failed(self, status: int) -> None:
+        self.upstream_error += 1
+        self.upstream_errors_by_status[status] = self.upstream_errors_by_status.get(status, 0) + 1
+
+
+def render(metrics: Metrics, gauges: Callable[[], dict[str, float | None]], store_errors: int, store_reads: int) -> str:
+    lines = [
+        "# HELP gateway_requests_total Requests by what the gateway did with them.",
+        "# TYPE gateway_requests_total counter",
+    ]
+    for outcome in OUTCOMES:
+        lines.append(f'gateway_requests_total{{outcome="{outcome}"}} {getattr(metrics, outcome)}')
+    lines += [
+        "# HELP gateway_upstream_errors_total Answers the gateway gave for the upstream, by status.",
+        "# TYPE gateway_upstream_errors_total counter",
+    ]
+    for status, count in sorted(metrics.upstream_errors_by_status.items()):
+        lines.append(f'gateway_upstream_errors_total{{status="{status}"}} {count}')
+    lines += [
+        "# HELP gateway_upstream_response_seconds Time from sending a request upstream to its response head.",
+        "# TYPE gateway_upstream_response_seconds histogram",
+    ]
+    cumulative = 0
+    for bound, count in zip(LATENCY_BUCKETS, metrics.latency_counts):
+        cumulative += count
+        lines.append(f'gateway_upstream_response_seconds_bucket{{le="{bound:g}"}} {cumulative}')
+    cumulative += metrics.latency_counts[-1]
+    lines.append(f'gateway_upstream_response_seconds_bucket{{le="+Inf"}} {cumulative}')
+    lines.append(f"gateway_upstream_response_seconds_sum {metrics.latency_sum:.6f}")
+    lines.append(f"gateway_upstream_response_seconds_count {cumulative}")
+    lines += [
+        "# HELP gateway_store_reads_total Reads of the store since start (flat under load: one per interval).",
+        "# TYPE gateway_store_reads_total counter",
+        f"gateway_store_reads_total {store_reads}",
+        "# HELP gateway_store_errors_total Failed reads of the store since start.",
+        "# TYPE gateway_store_errors_total counter",
+        f"gateway_store_errors_total {store_errors}",
+    ]
+    for name, (kind, help_text) in GAUGES.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    values = {**gauges(), "gateway_start_time_seconds": metrics.started}
+    for name in GAUGES:
+        value = values.get(name)
+        lines.append(f"{name} {value:.17g}" if value is not None else f"{name} NaN")
+    return "\n".join(lines) + "\n"
+
+
+GAUGES = {
+    "gateway_maintenance_active": ("gauge", "1 while maintenance applies to requests, else 0."),
+    "gateway_maintenance_read_only": ("gauge", "1 while the active maintenance is read-only."),
+    "gateway_maintenance_upcoming": ("gauge", "1 while a scheduled window has not started yet."),
+    "gateway_state_version": ("gauge", "Version of the state in force."),
+    "gateway_state_age_seconds": ("gauge", "Seconds since the last good read of the store (NaN: never read)."),
+    "gateway_store_stale": ("gauge", "1 while the last read of the store failed."),
+    "gateway_start_time_seconds": ("gauge", "When this process started (Unix time)."),
+}
