@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-smoke typecheck clean
+.PHONY: run test bench bench-smoke soak typecheck clean
 
-# The virtual environment, re-installed whenever pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The virtual environment, re-installed whenever the dependencies change. The runtime
+# dependencies are held to requirements.lock, the versions the image ships.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,bench]'
 	touch $(STAMP)
 
 ## run: the gateway on :8080 in front of the example Django app on :8000 (file store)
@@ -31,6 +32,10 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	scripts/install-system-deps.sh nginx-light wrk
 	$(BIN)/python -m bench.run --smoke
+
+## soak: 10 minutes of mixed traffic through the gateway, maintenance switched every 30 s
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

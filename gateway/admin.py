@@ -264,6 +264,10 @@ def build_admin_app(gateway: Gateway) -> Starlette:
                 "gateway_state_version": float(state.version),
                 "gateway_state_age_seconds": holder.age(),
                 "gateway_store_stale": float(holder.failures > 0),
+                # Requests to the gateway's own endpoints, this scrape included, are not counted.
+                "gateway_in_flight_requests": float(gateway.in_flight),
+                "gateway_upstream_connections_open": float(gateway.pool.open_count),
+                "gateway_upstream_connections_idle": float(gateway.pool.idle_count),
             }
 
         text = render_metrics(gateway.metrics, gauges, holder.errors, holder.reads)

@@ -65,11 +65,15 @@ class Gateway:
             read_timeout=settings.upstream_read_timeout,
             upstream_authority=settings.upstream_url.removeprefix("http://").encode("ascii"),
             metrics=self.metrics,
+            body_timeout=settings.client_body_timeout,
+            buffer_limit=settings.request_buffer_bytes,
         )
         self.bypass = BypassSecret(settings.bypass_secret, settings.bypass_cookie_ttl)
         self.admin = build_admin_app(self)
         self.admin_prefix = settings.admin_prefix
         self._admin_prefix_slash = settings.admin_prefix + "/"
+        self.in_flight = 0
+        self.max_in_flight = settings.max_in_flight
         self.bypass_paths = settings.bypass_paths
         self.bypass_networks = settings.bypass_ips
 
@@ -80,15 +84,24 @@ class Gateway:
             if path.startswith(self._admin_prefix_slash) or path == self.admin_prefix:
                 await self.admin(scope, receive, send)
                 return
-            state = self.holder.state
-            if state.enabled:
-                now = time.time()
-                if state.active(now):
-                    if not self._lets_through(scope, state):
-                        await self._maintenance(scope, receive, send, state, now)
-                        return
-                    self.metrics.bypassed += 1
-            await self.proxy(scope, receive, send)
+            if self.in_flight >= self.max_in_flight:
+                # Shed load at once rather than queue without bound; health checks above still answer.
+                self.metrics.overloaded += 1
+                await self.proxy.answer_error(503, scope, send)
+                return
+            self.in_flight += 1
+            try:
+                state = self.holder.state
+                if state.enabled:
+                    now = time.time()
+                    if state.active(now):
+                        if not self._lets_through(scope, state):
+                            await self._maintenance(scope, receive, send, state, now)
+                            return
+                        self.metrics.bypassed += 1
+                await self.proxy(scope, receive, send)
+            finally:
+                self.in_flight -= 1
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
@@ -140,7 +153,9 @@ class Gateway:
                 self.metrics.preflight += 1
                 return
         self.metrics.maintenance += 1
-        await self.responder.answer(send, state, now, origin, accept, xhr)
+        start, body = self.responder.messages(state, now, origin, accept, xhr)
+        await send(start)
+        await send(body)
 
     async def probe_upstream(self) -> str | None:
         """None when a TCP connection to the upstream opens, else why not."""

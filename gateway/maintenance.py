@@ -11,7 +11,7 @@ import html
 from importlib import resources
 from pathlib import Path
 
-from starlette.types import Send
+from starlette.types import Message, Send
 
 from gateway.cors import CorsPolicy
 from gateway.http import NO_STORE, Headers, body_headers, json_bytes, send_answer
@@ -27,6 +27,7 @@ _CONTENT_TYPES = {
 }
 # The body depends on Accept and the CORS headers on Origin; shared caches must know.
 _VARY = (b"vary", b"Accept, Origin")
+_MESSAGE_CACHE_LIMIT = 256
 
 
 def load_page_template(settings: Settings) -> str:
@@ -61,6 +62,8 @@ class MaintenanceResponder:
         self._built_second = -1
         self._variants: dict[str, tuple[Headers, bytes]] = {}
         self._preflight_base: Headers = []
+        # Ready-to-send ASGI messages per (variant, Origin), dropped whenever the answers are rebuilt.
+        self._messages: dict[tuple[str, bytes | None], tuple[Message, Message]] = {}
 
     def message_for(self, state: MaintenanceState) -> str:
         if state.message:
@@ -95,6 +98,7 @@ class MaintenanceResponder:
             kind: (body_headers(_CONTENT_TYPES[kind], body) + common, body) for kind, body in bodies.items()
         }
         self._preflight_base = [(b"x-maintenance-mode", state.mode.encode()), (b"vary", b"Origin")]
+        self._messages = {}
         self._built_for = state
         self._built_second = int(now)
 
@@ -103,20 +107,37 @@ class MaintenanceResponder:
         if state is not self._built_for or (state.ends_at is not None and int(now) != self._built_second):
             self._build(state, now)
 
-    async def answer(
+    def messages(
         self,
-        send: Send,
         state: MaintenanceState,
         now: float,
         origin: bytes | None,
         accept: bytes | None,
         xhr: bool,
-    ) -> None:
-        self._ensure_built(state, now)
-        headers, body = self._variants[self.negotiator.variant(accept, xhr)]
+    ) -> tuple[Message, Message]:
+        """The 503's two ASGI messages (start, body) for this request, built once and reused.
+
+        Synchronous on purpose: the caller awaits ``send`` itself, with no coroutine between.
+        """
+        # _ensure_built, inlined: this runs for every maintenance answer.
+        if state is not self._built_for or (state.ends_at is not None and int(now) != self._built_second):
+            self._build(state, now)
+        key = (self.negotiator.variant(accept, xhr), origin)
+        try:
+            return self._messages[key]
+        except KeyError:
+            pass
+        headers, body = self._variants[key[0]]
         if origin is not None:
             headers = headers + self.cors.simple_headers(origin)
-        await send_answer(send, 503, headers, body)
+        pair: tuple[Message, Message] = (
+            {"type": "http.response.start", "status": 503, "headers": headers},
+            {"type": "http.response.body", "body": body},
+        )
+        if len(self._messages) >= _MESSAGE_CACHE_LIMIT:
+            self._messages.clear()  # Origin is client-controlled: keep the cache bounded
+        self._messages[key] = pair
+        return pair
 
     async def answer_preflight(self, send: Send, state: MaintenanceState, now: float, origin: bytes) -> bool:
         """Answer a preflight from an allowed origin; False (nothing sent) when not allowed."""

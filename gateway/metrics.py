@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 # Upstream time to the response head, in seconds: sub-millisecond on loopback up to timeouts.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-OUTCOMES = ("proxied", "maintenance", "bypassed", "preflight", "upstream_error")
+OUTCOMES = ("proxied", "maintenance", "bypassed", "preflight", "upstream_error", "overloaded")
 
 
 class Metrics:
@@ -23,6 +23,7 @@ class Metrics:
         self.bypassed = 0
         self.preflight = 0
         self.upstream_error = 0
+        self.overloaded = 0
         self.upstream_errors_by_status: dict[int, int] = {502: 0, 504: 0}
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
@@ -86,5 +87,8 @@ GAUGES = {
     "gateway_state_version": ("gauge", "Version of the state in force."),
     "gateway_state_age_seconds": ("gauge", "Seconds since the last good read of the store (NaN: never read)."),
     "gateway_store_stale": ("gauge", "1 while the last read of the store failed."),
+    "gateway_in_flight_requests": ("gauge", "Requests being handled now."),
+    "gateway_upstream_connections_open": ("gauge", "Open connections to the upstream (idle and busy)."),
+    "gateway_upstream_connections_idle": ("gauge", "Idle connections kept for reuse."),
     "gateway_start_time_seconds": ("gauge", "When this process started (Unix time)."),
 }

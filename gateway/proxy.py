@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.cors import CorsPolicy
 from gateway.forwarding import FORWARDING_HEADERS, REQUEST_DROPPED, TrustedPeers, connection_named, response_headers
@@ -23,7 +23,17 @@ logger = logging.getLogger("gateway.proxy")
 
 NO_BODY, LENGTH_BODY, CHUNKED_BODY = 0, 1, 2
 
+_ERROR_CODES = {
+    400: "bad_request",
+    408: "request_timeout",
+    502: "upstream_unavailable",
+    503: "overloaded",
+    504: "upstream_timeout",
+}
 _ERROR_BODIES = {
+    400: json_bytes({"error": "bad_request", "message": "The request is malformed."}),
+    408: json_bytes({"error": "request_timeout", "message": "The request body arrived too slowly."}),
+    503: json_bytes({"error": "overloaded", "message": "Too many requests at once. Please retry in a moment."}),
     502: json_bytes(
         {"error": "upstream_unavailable", "message": "The application is not reachable right now. Please try again."}
     ),
@@ -66,8 +76,12 @@ class Proxy:
         read_timeout: float,
         upstream_authority: bytes,
         metrics: Metrics,
+        body_timeout: float = 30.0,
+        buffer_limit: int = 1 << 20,
     ) -> None:
         self.metrics = metrics
+        self.body_timeout = body_timeout
+        self.buffer_limit = buffer_limit
         self.pool = pool
         self.cors = cors
         self.trusted = trusted
@@ -75,18 +89,26 @@ class Proxy:
         self.upstream_authority = upstream_authority
         self.errors = ErrorLog()
 
-    def request_head(self, scope: Scope) -> tuple[bytes, int]:
-        """The request line and headers for the upstream, and how the body is framed."""
+    def request_head(self, scope: Scope) -> tuple[bytes, int, bytes]:
+        """The request line and headers for the upstream (without framing or the blank line),
+        how the client framed the body, and its Content-Length if it sent one.
+
+        Raises _BadRequest for a header name Django would misread.
+        """
         client = scope.get("client")
         peer = client[0] if client else ""
         trusted = self.trusted.trusts(peer) if peer else False
         lines: list[bytes] = []
         append = lines.append
         body = NO_BODY
+        length = b""
         host = forwarded_for = forwarded_proto = forwarded_host = named = None
         for name, value in scope["headers"]:
             if name in REQUEST_DROPPED:
                 if name == b"transfer-encoding":
+                    # Only a single "chunked" is unambiguous; the parsers let some other forms through.
+                    if body != NO_BODY or value.strip().lower() != b"chunked":
+                        raise _BadRequest("ambiguous Transfer-Encoding (RFC 9112 6.1)")
                     body = CHUNKED_BODY
                 elif name == b"connection":
                     named = connection_named(value)
@@ -104,10 +126,17 @@ class Proxy:
                     forwarded_host = value
                     continue
             elif name == b"content-length":
-                if body == NO_BODY:
-                    body = LENGTH_BODY
+                # A length beside chunked, or two lengths, is how requests are smuggled (RFC 9112 6.3).
+                if body == CHUNKED_BODY or (length and length != value) or not value.isdigit():
+                    raise _BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
+                length = value
+                body = LENGTH_BODY
+                continue
             elif name == b"host":
                 host = value
+            elif b"_" in name:
+                # WSGI turns X-User_Id and X-User-Id into the same HTTP_X_USER_ID: one could pose as the other.
+                raise _BadRequest(f"header {name.decode('latin-1')!r}: underscores are not allowed in header names")
             append(b"%s: %s\r\n" % (name, value))
         if named:
             lines = [line for line in lines if line.split(b":", 1)[0] not in named]
@@ -121,37 +150,79 @@ class Proxy:
         )
         lines.append(b"x-forwarded-proto: %s\r\n" % (forwarded_proto or scope["scheme"].encode("latin-1")))
         lines.append(b"x-forwarded-host: %s\r\n" % (forwarded_host or host))
-        if body == CHUNKED_BODY:
-            # The gateway reframes: chunked wins over a length (RFC 9112 6.3), never both.
-            lines = [line for line in lines if not line.startswith(b"content-length:")]
-            lines.append(b"transfer-encoding: chunked\r\n")
         query = scope["query_string"]
         target = scope["raw_path"] + b"?" + query if query else scope["raw_path"]
-        head = b"%s %s HTTP/1.1\r\n%s\r\n" % (scope["method"].encode("ascii"), target, b"".join(lines))
-        return head, body
+        head = b"%s %s HTTP/1.1\r\n%s" % (scope["method"].encode("ascii"), target, b"".join(lines))
+        return head, body, length
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        head, body_kind = self.request_head(scope)
-        first: bytes = b""
-        more_body = False
-        if body_kind != NO_BODY:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            first = message.get("body", b"")
-            more_body = message.get("more_body", False)
-            if body_kind == CHUNKED_BODY:
-                first = _chunk(first) + (b"" if more_body else b"0\r\n\r\n")
+        try:
+            head, body_kind, length = self.request_head(scope)
+            if body_kind == NO_BODY:
+                message = head + b"\r\n"
+                more_body = False
+            else:
+                message, more_body = await self._frame_body(head, body_kind, length, receive)
+        except _ClientGone:
+            return
+        except _BadRequest as exc:
+            await self.answer_error(400, scope, send, str(exc))
+            return
+        except _BodyTimeout:
+            await self.answer_error(408, scope, send)
+            return
+        await self._exchange(scope, receive, send, message, more_body, body_kind)
+
+    async def _frame_body(self, head: bytes, body_kind: int, length: bytes, receive: Receive) -> tuple[bytes, bool]:
+        """The head with its framing and the body read so far, and whether more is to come.
+
+        A body of up to ``request_buffer_bytes`` is read whole before Django is
+        called, so a slow client holds no Django worker while it uploads; such a
+        body is sent with a Content-Length even if the client sent it chunked
+        (Django cannot read a chunked body). A bigger one streams.
+        """
+        pieces = []
+        size = 0
+        more_body = True
+        while more_body and size <= self.buffer_limit:
+            received = await self._receive(receive)
+            piece = received.get("body", b"")
+            pieces.append(piece)
+            size += len(piece)
+            more_body = received.get("more_body", False)
+        body = b"".join(pieces)
+        if not more_body:
+            return b"%scontent-length: %d\r\n\r\n%s" % (head, len(body), body), False
+        if body_kind == CHUNKED_BODY:
+            return head + b"transfer-encoding: chunked\r\n\r\n" + _chunk(body), True
+        return b"%scontent-length: %s\r\n\r\n%s" % (head, length, body), True
+
+    async def _receive(self, receive: Receive) -> Message:
+        """The next piece of the request body; a client too slow to send one gets a 408."""
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                message = await receive()
+        except TimeoutError:
+            raise _BodyTimeout from None
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        return message
+
+    async def _exchange(
+        self, scope: Scope, receive: Receive, send: Send, message: bytes, more_body: bool, body_kind: int
+    ) -> None:
         # A request whose whole body is in hand can be sent again on a new
         # connection if a reused one turns out to have been closed by the upstream.
         replayable = not more_body
+        head_request = scope["method"] == "HEAD"
         response_started = False
         connection: UpstreamConnection | None = None
         started = time.perf_counter()
         try:
             connection = await self.pool.acquire()
             try:
-                await self._send_request(connection, scope, head, first, more_body, body_kind, receive)
+                connection.begin(message, head_request=head_request)
+                await self._stream_request(connection, more_body, body_kind, receive)
                 if connection.closed and not connection.received_any:
                     raise UpstreamClosed("the upstream closed the connection", before_response=True)
                 await connection.read_head(self.read_timeout)
@@ -160,7 +231,7 @@ class Proxy:
                     raise
                 connection.abort()
                 connection = await self.pool.connect()
-                await self._send_request(connection, scope, head, first, False, body_kind, receive)
+                connection.begin(message, head_request=head_request)
                 await connection.read_head(self.read_timeout)
             self.metrics.observe_upstream(time.perf_counter() - started)
             headers = response_headers(connection.headers, connection.status)
@@ -175,33 +246,27 @@ class Proxy:
             self.metrics.proxied += 1
         except _ClientGone:
             pass
+        except _BodyTimeout:
+            if not response_started:
+                await self.answer_error(408, scope, send)
         except UpstreamError as exc:
             self.metrics.upstream_failed(exc.status)
             self.errors.report(exc, scope)
             if response_started:
                 raise  # the status line is gone; the server closes the connection to show the cut
-            await self._answer_error(exc.status, scope, send)
+            await self.answer_error(exc.status, scope, send)
         finally:
             if connection is not None:
                 connection.abort()
 
-    async def _send_request(
-        self,
-        connection: UpstreamConnection,
-        scope: Scope,
-        head: bytes,
-        first: bytes,
-        more_body: bool,
-        body_kind: int,
-        receive: Receive,
+    async def _stream_request(
+        self, connection: UpstreamConnection, more_body: bool, body_kind: int, receive: Receive
     ) -> None:
-        connection.begin(head + first, head_request=scope["method"] == "HEAD")
+        """The rest of a body too big to buffer, as it arrives."""
         while more_body:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            data = message.get("body", b"")
-            more_body = message.get("more_body", False)
+            received = await self._receive(receive)
+            data = received.get("body", b"")
+            more_body = received.get("more_body", False)
             if body_kind == CHUNKED_BODY:
                 data = _chunk(data) + (b"" if more_body else b"0\r\n\r\n")
             if data:
@@ -239,15 +304,29 @@ class Proxy:
             if not watcher.done():
                 watcher.cancel()
 
-    async def _answer_error(self, status: int, scope: Scope, send: Send) -> None:
-        body = _ERROR_BODIES[status]
+    async def answer_error(self, status: int, scope: Scope, send: Send, message: str | None = None) -> None:
+        """The gateway's own JSON error, with the same CORS headers as its maintenance answer."""
+        body = _ERROR_BODIES[status] if message is None else json_bytes({"error": _ERROR_CODES[status], "message": message})
         headers = body_headers(JSON_TYPE, body) + [NO_STORE, (b"vary", b"Origin")]
+        if status == 503:
+            headers.append((b"retry-after", b"1"))
+        elif status in (400, 408):
+            # The rest of the request body was not read: the connection cannot carry another request.
+            headers.append((b"connection", b"close"))
         headers += self.cors.simple_headers(header_value(scope["headers"], b"origin"))
         await send_answer(send, status, headers, body)
 
 
 class _ClientGone(UpstreamError):
     """The client disconnected; nothing is left to answer."""
+
+
+class _BodyTimeout(Exception):
+    """The client stopped sending its body."""
+
+
+class _BadRequest(Exception):
+    """A request the gateway will not pass on."""
 
 
 async def _until_disconnect(receive: Receive) -> None:

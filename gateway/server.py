@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import signal
+from types import FrameType
 
 import uvicorn
 
 from gateway.logs import logging_config
+from gateway.server_protocols import PROTOCOLS
 from gateway.settings import Settings
+
+logger = logging.getLogger("gateway.server")
 
 # Longer than nginx's upstream keepalive_timeout (60 s), so nginx always closes an
 # idle connection first and never sends a request on one the gateway is closing.
@@ -20,8 +26,18 @@ def export_settings(settings: Settings) -> None:
     os.environ.update(settings.as_environment(masked=False))
 
 
+def _drained(signum: int, frame: FrameType | None) -> None:
+    """After a graceful shutdown uvicorn raises the stop signal again; here it is simply noted."""
+    logger.info("stopped by signal %d after draining", signum, extra={"event": "stopped", "signal": signum})
+
+
 def serve(settings: Settings) -> int:
     export_settings(settings)
+    # uvicorn handles SIGTERM/SIGINT while it runs (stop accepting, drain, shut down), then
+    # re-raises the signal; with these handlers in place that ends in exit status 0, the
+    # clean stop ECS expects, instead of death by signal (143).
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _drained)
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -29,7 +45,9 @@ def serve(settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools",
+        http=PROTOCOLS[settings.http_parser],
+        # h11 enforces the header limit itself; the httptools protocol counts it.
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         lifespan="on",
         # The gateway sets X-Forwarded-* itself, from the real peer address.
         proxy_headers=False,

@@ -233,6 +233,17 @@ FIELDS: tuple[Field, ...] = (
     Field("host", parse_host, "127.0.0.1", "address to listen on"),
     Field("port", _number(int, 1, False), "8080", "port to listen on"),
     Field("workers", _number(int, 1, False), "1", "worker processes (each refreshes the state on its own)"),
+    Field("http_parser", _choice("httptools", "h11"), "httptools", "HTTP/1.1 parser for clients: httptools (fast) or h11 (pure Python)"),
+    Field("client_header_timeout", _number(float, 0, True), "30", "seconds a request's head may take to arrive"),
+    Field("client_body_timeout", _number(float, 0, True), "30", "seconds between two pieces of a request body (then 408)"),
+    Field("max_header_bytes", _number(int, 1024, False), "32768", "largest request header block (then 400)"),
+    Field("max_in_flight", _number(int, 1, False), "1000", "requests handled at once; more get a quick 503 with CORS"),
+    Field(
+        "request_buffer_bytes",
+        _number(int, 0, False),
+        "1048576",
+        "request bodies up to this size are read whole before Django is called, so slow clients do not hold Django",
+    ),
     Field("upstream_url", parse_http_url, "http://127.0.0.1:8000", "where Django listens"),
     Field("upstream_connect_timeout", _number(float, 0, True), "5", "seconds to open an upstream connection (then 504)"),
     Field("upstream_read_timeout", _number(float, 0, True), "60", "seconds to wait for upstream data (then 504)"),
@@ -279,6 +290,12 @@ class Settings:
     host: str
     port: int
     workers: int
+    http_parser: str
+    client_header_timeout: float
+    client_body_timeout: float
+    max_header_bytes: int
+    max_in_flight: int
+    request_buffer_bytes: int
     upstream_url: str
     upstream_connect_timeout: float
     upstream_read_timeout: float

@@ -54,8 +54,9 @@ class UpstreamProtocolError(UpstreamError):
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection; carries one exchange at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: UpstreamPool | None = None) -> None:
         self.loop = loop
+        self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -101,6 +102,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.pool is not None:
+            self.pool.open_count -= 1
         if self.headers_complete and self._until_eof and not self.message_complete:
             # A response without a length ends when the connection does (RFC 9112 6.3).
             self.message_complete = True
@@ -287,7 +290,8 @@ class UpstreamPool:
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
         self._idle: collections.deque[UpstreamConnection] = collections.deque()
-        self.opened = 0  # connections opened since start, for metrics and tests
+        self.opened = 0  # connections opened since start
+        self.open_count = 0  # open now, idle or busy: a leak shows here
 
     async def acquire(self) -> UpstreamConnection:
         idle = self._idle
@@ -307,7 +311,7 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, protocol = await loop.create_connection(
-                    lambda: UpstreamConnection(loop), self.host, self.port
+                    lambda: UpstreamConnection(loop, self), self.host, self.port
                 )
         except TimeoutError:
             raise UpstreamTimeout(
@@ -316,6 +320,7 @@ class UpstreamPool:
         except OSError as exc:
             raise UpstreamConnectError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from exc
         self.opened += 1
+        self.open_count += 1
         return protocol
 
     def release(self, connection: UpstreamConnection) -> None:

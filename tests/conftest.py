@@ -1,29 +1,26 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import os
-
-from tests.support import AWS_ENV, Gateway, ServerProcess, free_port, start_django, start_raw_upstream
+from tests.browser import browser, front_pages, page_dirs  # noqa: F401  (fixtures)
+from tests.support import (
+    AWS_ENV,
+    CORS_ENV,
+    FRONT_ORIGIN,
+    FRONT_PORT,
+    OTHER_ORIGIN,
+    Gateway,
+    ServerProcess,
+    start_django,
+    start_raw_upstream,
+)
 
 # In-process boto3 clients (the tests' own store handles) talk to moto with these.
 os.environ.update(AWS_ENV)
-
-# The front end's origin: a page served on its own port, as an Angular app on its own domain.
-FRONT_PORT = free_port()
-FRONT_ORIGIN = f"http://localhost:{FRONT_PORT}"
-OTHER_ORIGIN = "http://evil.example"
-
-# The same CORS settings for Django (django-cors-headers) and the gateway.
-CORS_ENV = {
-    "GATEWAY_CORS_ALLOWED_ORIGINS": FRONT_ORIGIN,
-    "GATEWAY_CORS_ALLOW_CREDENTIALS": "true",
-    "GATEWAY_CORS_ALLOW_HEADERS": "accept,authorization,content-type,user-agent,x-csrftoken,x-requested-with,x-client-version",
-    "GATEWAY_CORS_EXPOSE_HEADERS": "Retry-After,X-Maintenance-Mode",
-}
 
 
 @pytest.fixture(scope="session")
@@ -82,4 +79,4 @@ def django_gateway(django_gateway_server: Gateway) -> Iterator[Gateway]:
     yield from _off_after(django_gateway_server)
 
 
-__all__ = ["ServerProcess", "FRONT_ORIGIN", "OTHER_ORIGIN", "FRONT_PORT"]
+__all__ = ["ServerProcess", "CORS_ENV", "FRONT_ORIGIN", "OTHER_ORIGIN", "FRONT_PORT"]

@@ -42,6 +42,19 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+# The front end's origin: a page served on its own port, as an Angular app on its own domain.
+FRONT_PORT = free_port()
+FRONT_ORIGIN = f"http://localhost:{FRONT_PORT}"
+OTHER_ORIGIN = "http://evil.example"
+
+# The same CORS settings for Django (django-cors-headers) and the gateway.
+CORS_ENV = {
+    "GATEWAY_CORS_ALLOWED_ORIGINS": FRONT_ORIGIN,
+    "GATEWAY_CORS_ALLOW_CREDENTIALS": "true",
+    "GATEWAY_CORS_ALLOW_HEADERS": "accept,authorization,content-type,user-agent,x-csrftoken,x-requested-with,x-client-version",
+    "GATEWAY_CORS_EXPOSE_HEADERS": "Retry-After,X-Maintenance-Mode",
+}
+
 class ServerProcess:
     """A server started as a subprocess, its output kept in a log file for failures."""
 
@@ -101,10 +114,10 @@ def start_raw_upstream(log_dir: Path) -> tuple[ServerProcess, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def start_django(log_dir: Path, allowed_origins: str) -> tuple[ServerProcess, str]:
-    port = free_port()
+def start_django(log_dir: Path, allowed_origins: str, port: int | None = None, name: str = "django") -> tuple[ServerProcess, str]:
+    port = port or free_port()
     server = ServerProcess(
-        "django",
+        name,
         [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "example_site.wsgi"],
         {
             **base_env(),
@@ -229,3 +242,38 @@ class DynamoDBServer:
     def stop(self) -> None:
         self.resume()
         self.server.stop()
+
+
+NGINX_MAIN = """
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/default.conf;
+}}
+"""
+
+
+def start_nginx(log_dir: Path, gateway_port: int, name: str = "nginx") -> tuple[ServerProcess, str]:
+    """Debian's nginx running the shipped config/nginx template, its ${VARIABLES} filled as envsubst would."""
+    from string import Template
+
+    port = free_port()
+    prefix = log_dir / name
+    prefix.mkdir(exist_ok=True)
+    template = (ROOT / "config" / "nginx" / "default.conf.template").read_text()
+    # safe_substitute leaves nginx's own $variables alone, as envsubst with a variable list does.
+    conf = Template(template).safe_substitute(GATEWAY_PORT=str(gateway_port), NGINX_PORT=f"127.0.0.1:{port}")
+    (prefix / "default.conf").write_text(conf)
+    (prefix / "nginx.conf").write_text(NGINX_MAIN.format(prefix=prefix))
+    server = ServerProcess(name, ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")], base_env(), ROOT, log_dir)
+    server.wait_for_port(port)
+    return server, f"http://127.0.0.1:{port}"

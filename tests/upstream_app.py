@@ -15,6 +15,8 @@ from urllib.parse import parse_qs
 
 Scope = dict[str, Any]
 
+# Every request line received (but the bookkeeping ones), for the smuggling tests.
+REQUESTS_SEEN: list[str] = []
 # Streams that ended because the client left, and those still running.
 DISCONNECTED_STREAMS: list[str] = []
 ACTIVE_STREAMS: set[str] = set()
@@ -57,6 +59,14 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path = scope["path"]
+    if path == "/requests-seen":
+        await _json(send, {"requests": REQUESTS_SEEN})
+        return
+    if path == "/requests-reset":
+        REQUESTS_SEEN.clear()
+        await _json(send, {"requests": []})
+        return
+    REQUESTS_SEEN.append(f"{scope['method']} {scope['raw_path'].decode('latin-1')}")
     query = {key: values[0] for key, values in parse_qs(scope["query_string"].decode()).items()}
 
     if path == "/echo" or path.startswith("/echo/") or path.startswith("/webhooks"):

@@ -12,3 +12,6 @@ threads = int(os.environ.get("EXAMPLE_THREADS", "8"))
 keepalive = 5
 accesslog = None
 graceful_timeout = 10
+# gunicorn 27's control socket sits at one path per user; several servers on one
+# machine (as in the tests) would fight over it. Older gunicorns ignore this name.
+control_socket_disable = True

@@ -1,0 +1,167 @@
+"""uvicorn's HTTP protocols with the limits a reverse proxy needs and uvicorn lacks.
+
+uvicorn times out idle keep-alive connections but not a request whose headers
+trickle in (slowloris), and its httptools protocol puts no bound on the size of
+the header block. These subclasses add both, for either parser:
+
+- ``GATEWAY_CLIENT_HEADER_TIMEOUT``: a request's head must arrive within this many
+  seconds of its first byte (or of the connection opening), or the connection is
+  closed;
+- ``GATEWAY_MAX_HEADER_BYTES``: a bigger header block is refused with a 400
+  (httptools: counted here; h11: its own incomplete-event limit, set by the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.settings import Settings, load_settings
+
+logger = logging.getLogger("gateway.server")
+
+
+@functools.cache
+def _settings() -> Settings:
+    # The server exported the validated settings to the environment before starting.
+    return load_settings()
+
+
+class HeadersTooLarge(httptools.HttpParserError):
+    """A parser error, so uvicorn handles it as it handles any malformed request."""
+
+
+class _HeadTimeout:
+    """The head-of-request timer, shared by both protocols."""
+
+    transport: asyncio.Transport
+    cycle: Any
+    loop: asyncio.AbstractEventLoop
+
+    def _init_guard(self) -> None:
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_timeout = _settings().client_header_timeout
+
+    def _request_in_progress(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._request_in_progress() and not self.transport.is_closing():
+            logger.info(
+                "closing a connection whose request head did not arrive within %g s",
+                self._head_timeout,
+                extra={"event": "client_header_timeout"},
+            )
+            self.transport.close()
+
+
+class GatewayHttpToolsProtocol(_HeadTimeout, HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_guard()
+        self._header_bytes = 0
+        self._max_header_bytes = _settings().max_header_bytes
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._request_in_progress():
+            self._arm_head_timer()
+        super().data_received(data)
+        if self._request_in_progress():
+            self._disarm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        self._header_bytes = 0
+        super().on_message_begin()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self._max_header_bytes:
+            # Raised inside the parser's callback: uvicorn answers 400 and closes the connection.
+            raise HeadersTooLarge(f"request headers larger than {self._max_header_bytes} bytes")
+        super().on_header(name, value)
+
+
+class GatewayH11Protocol(_HeadTimeout, H11Protocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_guard()
+        self._previous_bytes = b""  # the end of the last piece, for a CR LF split between two
+        self._head_size = 0
+        self._max_header_bytes = _settings().max_header_bytes
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._request_in_progress():
+            self._arm_head_timer()
+            if self._malformed_head(data):
+                return
+        super().data_received(data)
+        if self._request_in_progress():
+            self._disarm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+
+    def _malformed_head(self, data: bytes) -> bool:
+        """Refuse a request head over the size limit, or with bare LF line ends or folded lines
+        (as llhttp does).
+
+        h11 accepts both; a front proxy might read them otherwise, and two parsers
+        that split a byte stream differently are how requests get smuggled
+        (RFC 9112 2.2, 5.2).
+        """
+        end = data.find(b"\r\n\r\n")
+        head = self._previous_bytes + (data if end < 0 else data[:end])
+        self._previous_bytes = data[-2:]
+        # h11's own limit only counts a head still incomplete; a whole one in one piece passes it.
+        self._head_size += len(data) if end < 0 else end
+        if _MALFORMED_HEAD.search(head) is None and self._head_size <= self._max_header_bytes:
+            return False
+        logger.info("refusing a malformed or oversized request head", extra={"event": "bad_request"})
+        self.transport.write(_BAD_HEAD_ANSWER)
+        self.transport.close()
+        return True
+
+
+# A LF without its CR, or a line that starts with white space (obsolete folding).
+_MALFORMED_HEAD = re.compile(rb"(?<!\r)\n|\r\n[ \t]")
+_BAD_HEAD_BODY = b"Invalid HTTP request received."
+_BAD_HEAD_ANSWER = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_BAD_HEAD_BODY), _BAD_HEAD_BODY)
+)
+
+PROTOCOLS = {
+    "httptools": "gateway.server_protocols:GatewayHttpToolsProtocol",
+    "h11": "gateway.server_protocols:GatewayH11Protocol",
+}

@@ -1,0 +1,68 @@
+"""SIGTERM while requests are in flight: they all finish, then the process exits 0 in time."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support import Gateway
+
+
+def test_sigterm_lets_in_flight_requests_finish(log_dir: Path, raw_upstream: str) -> None:
+    gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_DRAIN_TIMEOUT": "10"}, name="gateway-drain")
+    results: dict[str, object] = {}
+    load_failures: list[str] = []
+    load_done: list[int] = []
+    stop_load = threading.Event()
+
+    def slow() -> None:
+        results["slow"] = httpx.get(f"{gateway.url}/slow", params={"delay": "2"}, timeout=10).status_code
+
+    def stream() -> None:
+        with httpx.stream("GET", f"{gateway.url}/sse", params={"count": "20", "interval": "0.1", "name": "drain"}, timeout=10) as r:
+            results["stream"] = b"".join(r.iter_raw())
+
+    def upload() -> None:
+        def body():
+            for _ in range(20):
+                yield b"u" * 10_000
+                time.sleep(0.1)
+
+        results["upload"] = httpx.post(f"{gateway.url}/upload", content=body(), timeout=10).json()["bytes"]
+
+    def steady_load() -> None:
+        # Each request on a new connection: those accepted before the signal must all succeed.
+        while not stop_load.is_set():
+            try:
+                response = httpx.get(f"{gateway.url}/echo", headers={"Connection": "close"}, timeout=10)
+                load_done.append(response.status_code)
+            except httpx.ConnectError:
+                return  # the listener is closed: later requests go to another task
+            except httpx.HTTPError as exc:
+                load_failures.append(repr(exc))
+
+    threads = [threading.Thread(target=f) for f in (slow, stream, upload, steady_load, steady_load)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    gateway.server.process.send_signal(signal.SIGTERM)
+    code = gateway.server.process.wait(20)
+    exited_after = time.monotonic() - signalled
+    stop_load.set()
+    for thread in threads:
+        thread.join(15)
+    gateway.stop()
+    assert code == 0
+    assert exited_after < 10
+    assert results["slow"] == 200
+    assert results["stream"] == b"".join(b"data: %d\n\n" % n for n in range(20))
+    assert results["upload"] == 200_000
+    assert not load_failures, load_failures[:3]
+    assert load_done and set(load_done) == {200}
+    log = gateway.server.log()
+    assert "Waiting for application shutdown" in log or "Shutting down" in log
