@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gateway.client import AdminClient, AdminError, GatewayUnreachable
 from gateway.errors import ConfigError, ConflictError, StateError, StoreError
@@ -138,15 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_serve(settings: Settings) -> int:
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.server import serve
 
     return serve(settings)
 
 
-def cmd_check_config(settings: Settings, as_json: bool) -> int:
+def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     shown = settings.describe()
-    if as_json:
+    if args.json:
         print(json.dumps(shown, indent=2))
     else:
         width = max(len(key) for key in shown)
@@ -266,7 +266,7 @@ def _onoff(item: dict[str, object]) -> str:
     return f"on ({item.get('mode', 'full')})" if item.get("enabled") else "off"
 
 
-def cmd_init_table(settings: Settings) -> int:
+def cmd_init_table(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.stores.dynamodb import DynamoDBStore
 
     store = open_store(settings.store)
@@ -279,7 +279,8 @@ def cmd_init_table(settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_healthcheck(settings: Settings, timeout: float) -> int:
+def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
+    timeout = args.timeout
     host = settings.host
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
@@ -300,26 +301,23 @@ def cmd_healthcheck(settings: Settings, timeout: float) -> int:
     return EXIT_OK
 
 
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "serve": cmd_serve,
+    "check-config": cmd_check_config,
+    "on": cmd_on,
+    "off": cmd_off,
+    "status": cmd_status,
+    "history": cmd_history,
+    "init-table": cmd_init_table,
+    "healthcheck": cmd_healthcheck,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
-        if args.command == "serve":
-            return cmd_serve(settings)
-        if args.command == "check-config":
-            return cmd_check_config(settings, args.json)
-        if args.command == "on":
-            return cmd_on(settings, args)
-        if args.command == "off":
-            return cmd_off(settings, args)
-        if args.command == "status":
-            return cmd_status(settings, args)
-        if args.command == "history":
-            return cmd_history(settings, args)
-        if args.command == "init-table":
-            return cmd_init_table(settings)
-        if args.command == "healthcheck":
-            return cmd_healthcheck(settings, args.timeout)
+        return COMMANDS[args.command](settings, args)
     except ConfigError as exc:
         print(f"maintenance-gateway: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -344,4 +342,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.status in (401, 403, 404, 429):
             return EXIT_AUTH
         return EXIT_FAILURE
-    raise AssertionError(f"unhandled command {args.command}")

@@ -38,8 +38,9 @@ class HeadersTooLarge(httptools.HttpParserError):
     """A parser error, so uvicorn handles it as it handles any malformed request."""
 
 
-class _HeadTimeout:
-    """The head-of-request timer, shared by both protocols."""
+class _RequestHeadGuard:
+    """The head-of-request timer and checks, shared by both protocols (a mixin placed before
+    the uvicorn protocol, whose methods it extends)."""
 
     transport: asyncio.Transport
     cycle: Any
@@ -48,6 +49,32 @@ class _HeadTimeout:
     def _init_guard(self) -> None:
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_timeout = _settings().client_header_timeout
+        self._max_header_bytes = _settings().max_header_bytes
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._request_in_progress():
+            self._arm_head_timer()
+            if self._refuse_head(data):
+                return
+        super().data_received(data)  # type: ignore[misc]
+        if self._request_in_progress():
+            self._disarm_head_timer()
+            self._head_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _refuse_head(self, data: bytes) -> bool:
+        """Whether to refuse the request head ``data`` belongs to (and close the connection)."""
+        return False
+
+    def _head_complete(self) -> None:
+        pass
 
     def _request_in_progress(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
@@ -72,27 +99,11 @@ class _HeadTimeout:
             self.transport.close()
 
 
-class GatewayHttpToolsProtocol(_HeadTimeout, HttpToolsProtocol):
+class GatewayHttpToolsProtocol(_RequestHeadGuard, HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_guard()
         self._header_bytes = 0
-        self._max_header_bytes = _settings().max_header_bytes
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_timer()
-
-    def data_received(self, data: bytes) -> None:
-        if not self._request_in_progress():
-            self._arm_head_timer()
-        super().data_received(data)
-        if self._request_in_progress():
-            self._disarm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
-        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         self._header_bytes = 0
@@ -106,33 +117,17 @@ class GatewayHttpToolsProtocol(_HeadTimeout, HttpToolsProtocol):
         super().on_header(name, value)
 
 
-class GatewayH11Protocol(_HeadTimeout, H11Protocol):
+class GatewayH11Protocol(_RequestHeadGuard, H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_guard()
         self._previous_bytes = b""  # the end of the last piece, for a CR LF split between two
         self._head_size = 0
-        self._max_header_bytes = _settings().max_header_bytes
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_timer()
+    def _head_complete(self) -> None:
+        self._head_size = 0
 
-    def data_received(self, data: bytes) -> None:
-        if not self._request_in_progress():
-            self._arm_head_timer()
-            if self._malformed_head(data):
-                return
-        super().data_received(data)
-        if self._request_in_progress():
-            self._disarm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
-        super().connection_lost(exc)
-
-
-    def _malformed_head(self, data: bytes) -> bool:
+    def _refuse_head(self, data: bytes) -> bool:
         """Refuse a request head over the size limit, or with bare LF line ends or folded lines
         (as llhttp does).
 

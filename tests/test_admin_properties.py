@@ -56,7 +56,7 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     method=st.sampled_from(["GET", "PUT", "DELETE", "POST", "PATCH"]),
     body=bodies,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -47,6 +48,25 @@ def test_health_shows_a_stale_store_and_keeps_the_last_good_state(raw_gateway: G
         time.sleep(0.05)
     assert raw_gateway.health()["store"]["status"] == "ok"
     assert "store readable again" in raw_gateway.server.log()
+
+
+def test_an_item_of_an_unknown_version_is_not_misread(raw_gateway: Gateway) -> None:
+    state = raw_gateway.turn_on(message="Kept")
+    newer = state.to_item() | {"schema": 2, "enabled": False, "version": state.version + 1}
+    raw_gateway.state_path.write_text(json.dumps(newer))
+    try:
+        deadline = time.monotonic() + 3
+        while raw_gateway.health()["store"]["status"] != "stale" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        payload = raw_gateway.health()
+        answer = httpx.get(f"{raw_gateway.url}/echo")
+    finally:
+        raw_gateway.state_path.write_text(json.dumps(state.to_item()))
+    assert payload["store"]["status"] == "stale"
+    assert "unknown schema version 2" in payload["store"]["error"]
+    assert payload["state"]["version"] == state.version and answer.status_code == 503
+    failures = [line for line in raw_gateway.server.log().splitlines() if "unknown schema version" in line]
+    assert len(failures) == 1, failures
 
 
 def test_ready_needs_the_upstream(log_dir) -> None:

@@ -259,3 +259,71 @@ def test_http_1_0_client_without_host_gets_an_answer(raw_gateway: Gateway) -> No
     assert reply.startswith(b"HTTP/1.1 200"), reply[:100]
     echoed = httpx.Response(200, content=reply.split(b"\r\n\r\n", 1)[1]).json()
     assert header_values(echoed["headers"], "host") == [raw_gateway.env["GATEWAY_UPSTREAM_URL"].removeprefix("http://")]
+
+
+class ClosingUpstream:
+    """An upstream that answers the first request on each connection and silently drops the
+    connection on the second: the race where a kept-alive connection dies under a new request."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        with conn:
+            buffered = b""
+            for request in (1, 2):
+                while b"\r\n\r\n" not in buffered:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffered += chunk
+                head, _, buffered = buffered.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buffered) < length:
+                    buffered += conn.recv(65536)
+                body_in, buffered = buffered[:length], buffered[length:]
+                if request == 2:
+                    return  # closed with no answer
+                body = b"connection %d got %d bytes" % (number, len(body_in))
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_request_on_a_connection_that_died_is_sent_again(log_dir) -> None:
+    upstream = ClosingUpstream()
+    gateway = Gateway(log_dir, f"http://127.0.0.1:{upstream.port}", {"GATEWAY_UPSTREAM_IDLE_TIMEOUT": "30"}, name="gateway-retry")
+    try:
+        with gateway.client() as client:
+            first = client.get("/a")
+            second = client.get("/b")  # rides connection 1, which the upstream drops: retried on a new one
+            third = client.post("/c", content=b"x" * 5000)  # a body in hand is replayed too
+    finally:
+        gateway.stop()
+        upstream.close()
+    assert first.text == "connection 1 got 0 bytes"
+    assert second.status_code == 200 and second.text == "connection 2 got 0 bytes"
+    assert third.status_code == 200 and third.text == "connection 3 got 5000 bytes"
