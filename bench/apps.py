@@ -84,3 +84,32 @@ def fastapi_proxy_lib_app() -> Any:
     from fastapi_proxy_lib.fastapi.app import reverse_http_app
 
     return reverse_http_app(base_url=os.environ["BENCH_UPSTREAM"] + "/")
+
+
+# The gateway's maintenance answer, replayed byte for byte by a trivial app: the same
+# 9 headers and body, with no maintenance logic. The gap between this and the
+# gateway's 503 is what the gateway's own work costs; the gap between it and the
+# hello-world is what uvicorn charges for the extra headers.
+_REPLICA_BODY = b'{"error":"maintenance","message":"Back soon","mode":"full","retry_after":300,"ends_at":null}'
+_REPLICA_START = {
+    "type": "http.response.start",
+    "status": 503,
+    "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_REPLICA_BODY)).encode()),
+        (b"retry-after", b"300"),
+        (b"cache-control", b"no-store"),
+        (b"x-maintenance-mode", b"full"),
+        (b"vary", b"Accept, Origin"),
+        (b"access-control-allow-origin", b"https://app.example"),
+        (b"access-control-allow-credentials", b"true"),
+        (b"access-control-expose-headers", b"Retry-After, X-Maintenance-Mode"),
+    ],
+}
+_REPLICA_BODY_MESSAGE = {"type": "http.response.body", "body": _REPLICA_BODY}
+
+
+async def maintenance_replica(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http":
+        await send(_REPLICA_START)
+        await send(_REPLICA_BODY_MESSAGE)

@@ -95,10 +95,8 @@ class Gateway:
                 if state.enabled:
                     now = time.time()
                     if state.active(now):
-                        if not self._lets_through(scope, state):
-                            await self._maintenance(scope, receive, send, state, now)
-                            return
-                        self.metrics.bypassed += 1
+                        await self._maintenance(scope, receive, send, state, now)
+                        return
                 await self.proxy(scope, receive, send)
             finally:
                 self.in_flight -= 1
@@ -107,12 +105,6 @@ class Gateway:
         else:
             # WebSockets are not proxied; closing before accept answers 403.
             await send({"type": "websocket.close", "code": 1008})
-
-    def _lets_through(self, scope: Scope, state: MaintenanceState) -> bool:
-        """The checks that need no header: read-only mode and path prefixes."""
-        if state.mode == "read-only" and scope["method"] in SAFE_METHODS:
-            return True
-        return bool(self.bypass_paths) and scope["path"].startswith(self.bypass_paths)
 
     def _client_bypasses(self, scope: Scope, forwarded_for: bytes | None) -> bool:
         client = scope.get("client")
@@ -124,6 +116,13 @@ class Gateway:
         return any(ip in network for network in self.bypass_networks)
 
     async def _maintenance(self, scope: Scope, receive: Receive, send: Send, state: MaintenanceState, now: float) -> None:
+        """Maintenance applies: forward what may pass (read-only reads, bypasses), answer the rest."""
+        if (state.mode == "read-only" and scope["method"] in SAFE_METHODS) or (
+            self.bypass_paths and scope["path"].startswith(self.bypass_paths)
+        ):
+            self.metrics.bypassed += 1
+            await self.proxy(scope, receive, send)
+            return
         # One pass over the headers collects everything the decision and the answer need.
         origin = accept = bypass_header = cookie = forwarded_for = None
         xhr = preflight = False

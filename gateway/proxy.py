@@ -156,6 +156,8 @@ class Proxy:
         return head, body, length
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One coroutine for the whole exchange: every await of a helper coroutine costs the
+        # hot path, so the common case (a body in hand, a response in one piece) calls none.
         try:
             head, body_kind, length = self.request_head(scope)
             if body_kind == NO_BODY:
@@ -171,7 +173,55 @@ class Proxy:
         except _BodyTimeout:
             await self.answer_error(408, scope, send)
             return
-        await self._exchange(scope, receive, send, message, more_body, body_kind)
+
+        # A request whose whole body is in hand can be sent again on a new
+        # connection if a reused one turns out to have been closed by the upstream.
+        head_request = scope["method"] == "HEAD"
+        response_started = False
+        connection: UpstreamConnection | None = None
+        started = time.perf_counter()
+        try:
+            connection = self.pool.take_idle() or await self.pool.connect()
+            try:
+                connection.begin(message, head_request=head_request)
+                if more_body:
+                    await self._stream_request(connection, body_kind, receive)
+                if connection.closed and not connection.received_any:
+                    raise UpstreamClosed("the upstream closed the connection", before_response=True)
+                if not connection.headers_complete:
+                    await connection.read_head(self.read_timeout)
+            except UpstreamClosed as exc:
+                if not (exc.before_response and connection.reused and not more_body):
+                    raise
+                connection.abort()
+                connection = await self.pool.connect()
+                connection.begin(message, head_request=head_request)
+                await connection.read_head(self.read_timeout)
+            self.metrics.observe_upstream(time.perf_counter() - started)
+            headers = response_headers(connection.headers, connection.status)
+            await send({"type": "http.response.start", "status": connection.status, "headers": headers})
+            response_started = True
+            if connection.message_complete:
+                await send({"type": "http.response.body", "body": connection.take_body()})
+            else:
+                await self._stream_body(connection, receive, send)
+            self.pool.release(connection)
+            connection = None
+            self.metrics.proxied += 1
+        except _ClientGone:
+            pass
+        except _BodyTimeout:
+            if not response_started:
+                await self.answer_error(408, scope, send)
+        except UpstreamError as exc:
+            self.metrics.upstream_failed(exc.status)
+            self.errors.report(exc, scope)
+            if response_started:
+                raise  # the status line is gone; the server closes the connection to show the cut
+            await self.answer_error(exc.status, scope, send)
+        finally:
+            if connection is not None:
+                connection.abort()
 
     async def _frame_body(self, head: bytes, body_kind: int, length: bytes, receive: Receive) -> tuple[bytes, bool]:
         """The head with its framing and the body read so far, and whether more is to come.
@@ -208,61 +258,9 @@ class Proxy:
             raise _ClientGone
         return message
 
-    async def _exchange(
-        self, scope: Scope, receive: Receive, send: Send, message: bytes, more_body: bool, body_kind: int
-    ) -> None:
-        # A request whose whole body is in hand can be sent again on a new
-        # connection if a reused one turns out to have been closed by the upstream.
-        replayable = not more_body
-        head_request = scope["method"] == "HEAD"
-        response_started = False
-        connection: UpstreamConnection | None = None
-        started = time.perf_counter()
-        try:
-            connection = await self.pool.acquire()
-            try:
-                connection.begin(message, head_request=head_request)
-                await self._stream_request(connection, more_body, body_kind, receive)
-                if connection.closed and not connection.received_any:
-                    raise UpstreamClosed("the upstream closed the connection", before_response=True)
-                await connection.read_head(self.read_timeout)
-            except UpstreamClosed as exc:
-                if not (exc.before_response and connection.reused and replayable):
-                    raise
-                connection.abort()
-                connection = await self.pool.connect()
-                connection.begin(message, head_request=head_request)
-                await connection.read_head(self.read_timeout)
-            self.metrics.observe_upstream(time.perf_counter() - started)
-            headers = response_headers(connection.headers, connection.status)
-            await send({"type": "http.response.start", "status": connection.status, "headers": headers})
-            response_started = True
-            if connection.message_complete:
-                await send({"type": "http.response.body", "body": connection.take_body()})
-            else:
-                await self._stream_body(connection, receive, send)
-            self.pool.release(connection)
-            connection = None
-            self.metrics.proxied += 1
-        except _ClientGone:
-            pass
-        except _BodyTimeout:
-            if not response_started:
-                await self.answer_error(408, scope, send)
-        except UpstreamError as exc:
-            self.metrics.upstream_failed(exc.status)
-            self.errors.report(exc, scope)
-            if response_started:
-                raise  # the status line is gone; the server closes the connection to show the cut
-            await self.answer_error(exc.status, scope, send)
-        finally:
-            if connection is not None:
-                connection.abort()
-
-    async def _stream_request(
-        self, connection: UpstreamConnection, more_body: bool, body_kind: int, receive: Receive
-    ) -> None:
+    async def _stream_request(self, connection: UpstreamConnection, body_kind: int, receive: Receive) -> None:
         """The rest of a body too big to buffer, as it arrives."""
+        more_body = True
         while more_body:
             received = await self._receive(receive)
             data = received.get("body", b"")

@@ -46,6 +46,7 @@ class StateHolder:
         self.last_error: str | None = None
         self.reads = 0  # store reads attempted since start: flat under load, one per interval
         self.errors = 0  # failed reads since start
+        self._was_active: bool | None = None
 
     def apply(self, state: MaintenanceState, *, source: str) -> bool:
         """Swap in ``state`` unless it is older than the one held; True when it changed."""
@@ -58,6 +59,7 @@ class StateHolder:
         if state == current:
             return False
         self.state = state
+        self._was_active = state.active(time.time())  # a change by hand is logged below, not as a window
         if first:
             logger.info("maintenance state loaded", extra={"event": "state_loaded", "source": source, "new": _summary(state)})
         else:
@@ -66,6 +68,19 @@ class StateHolder:
                 extra={"event": "state_changed", "source": source, "old": _summary(current), "new": _summary(state)},
             )
         return True
+
+    def note_schedule(self, now: float) -> None:
+        """Log when maintenance starts or ends by itself (a scheduled window), once per change.
+
+        Requests see the change at the exact moment; this line comes at the next refresh.
+        """
+        active = self.state.active(now)
+        if self._was_active is not None and active != self._was_active:
+            logger.info(
+                "maintenance window %s" % ("started" if active else "ended"),
+                extra={"event": "window_started" if active else "window_ended", "state": _summary(self.state)},
+            )
+        self._was_active = active
 
     def record_success(self) -> None:
         if self.failures:
@@ -133,6 +148,7 @@ class Refresher:
         while True:
             await asyncio.sleep(self.next_delay())
             await self.refresh_once()
+            self.holder.note_schedule(time.time())
 
     def start(self) -> None:
         # Held here: the event loop keeps only a weak reference to tasks.

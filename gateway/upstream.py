@@ -62,6 +62,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._timeout = 0.0
+        self._waiting_for = ""
+        self._chunks: collections.deque[bytes] = collections.deque()
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._reset()
@@ -76,7 +81,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_request = False
         self._informational = False
         self._until_eof = False
-        self._chunks: collections.deque[bytes] = collections.deque()
+        self._chunks.clear()
         self._buffered = 0
         self._read_paused = False
         self._waiter: asyncio.Future[None] | None = None
@@ -102,6 +107,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._cancel_timer()
         if self.pool is not None:
             self.pool.open_count -= 1
         if self.headers_complete and self._until_eof and not self.message_complete:
@@ -190,7 +196,10 @@ class UpstreamConnection(asyncio.Protocol):
     async def read_head(self, timeout: float) -> None:
         """Wait until the response's status and headers are in ``status``/``headers``."""
         while not self.headers_complete:
-            await self._wait(timeout, "response headers")
+            try:
+                await self._wait(timeout, "response headers")
+            finally:
+                self._waiter = None
 
     def take_body(self) -> bytes:
         """Every body byte received so far."""
@@ -208,7 +217,10 @@ class UpstreamConnection(asyncio.Protocol):
     async def read_body(self, timeout: float) -> bytes:
         """The next body bytes; empty once the response is complete."""
         while not self._chunks and not self.message_complete:
-            await self._wait(timeout, "response body")
+            try:
+                await self._wait(timeout, "response body")
+            finally:
+                self._waiter = None
         if self._chunks:
             return self.take_body()
         return b""
@@ -224,12 +236,19 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._cancel_timer()
         if self.transport is not None:
             self.transport.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def abort(self) -> None:
         """Drop the connection at once (an exchange was cut short; its state is unknown)."""
         self.closed = True
+        self._cancel_timer()
         if self.transport is not None:
             self.transport.abort()
 
@@ -249,23 +268,31 @@ class UpstreamConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _wait(self, timeout: float, what: str) -> None:
+    def _wait(self, timeout: float, what: str) -> asyncio.Future[None]:
+        """A future that data, the end of the connection, or the deadline completes.
+
+        Not a timer per wait: the connection keeps one timer and moves a deadline,
+        re-arming the timer only when it fires early (far fewer timers than waits).
+        """
         if self._error is not None:
             raise self._error
         waiter = self._waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _expire, waiter, what, timeout)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-        if self._error is not None:
-            raise self._error
+        self._deadline = self.loop.time() + timeout
+        self._waiting_for = what
+        self._timeout = timeout
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+        return waiter
 
-
-def _expire(waiter: asyncio.Future[None], what: str, timeout: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(UpstreamTimeout(f"no {what} from the upstream within {timeout:g} s"))
+    def _check_deadline(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nothing waiting: the next wait arms a new timer
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+            return
+        waiter.set_exception(UpstreamTimeout(f"no {self._waiting_for} from the upstream within {self._timeout:g} s"))
 
 
 class UpstreamPool:
@@ -293,7 +320,8 @@ class UpstreamPool:
         self.opened = 0  # connections opened since start
         self.open_count = 0  # open now, idle or busy: a leak shows here
 
-    async def acquire(self) -> UpstreamConnection:
+    def take_idle(self) -> UpstreamConnection | None:
+        """The most recently used idle connection still open, or None (then ``connect``)."""
         idle = self._idle
         if idle:
             cutoff = time.monotonic() - self.idle_timeout
@@ -304,7 +332,10 @@ class UpstreamPool:
                 if not connection.closed:
                     connection.reused = True
                     return connection
-        return await self.connect()
+        return None
+
+    async def acquire(self) -> UpstreamConnection:
+        return self.take_idle() or await self.connect()
 
     async def connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()

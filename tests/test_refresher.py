@@ -96,3 +96,13 @@ def test_run_refreshes_until_stopped() -> None:
     asyncio.run(scenario())
     assert holder.state.enabled
     assert store.reads >= 8
+
+
+def test_a_scheduled_window_is_logged_when_it_starts_and_ends(caplog: pytest.LogCaptureFixture) -> None:
+    holder = StateHolder(MaintenanceState())
+    holder.apply(MaintenanceState(enabled=True, starts_at=100.0, ends_at=200.0, version=1), source="test")
+    with caplog.at_level(logging.INFO, logger="gateway.state"):
+        for now in (50.0, 99.0, 100.5, 150.0, 199.0, 200.0, 250.0):
+            holder.note_schedule(now)
+    events = [record.event for record in caplog.records if hasattr(record, "event")]  # type: ignore[attr-defined]
+    assert events == ["window_started", "window_ended"]
