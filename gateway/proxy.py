@@ -198,6 +198,9 @@ class Proxy:
                 connection.begin(message, head_request=head_request)
                 await connection.read_head(self.read_timeout)
             self.metrics.observe_upstream(time.perf_counter() - started)
+            if connection.small_body_pending:
+                # Up to 256 KiB with a length: one body message, and no disconnect watcher to start.
+                await connection.read_whole_body(self.read_timeout)
             headers = response_headers(connection.headers, connection.status)
             await send({"type": "http.response.start", "status": connection.status, "headers": headers})
             response_started = True

@@ -79,6 +79,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = False
         self.received_any = False
         self.head_request = False
+        self.content_length: int | None = None
         self._informational = False
         self._until_eof = False
         self._chunks.clear()
@@ -153,7 +154,14 @@ class UpstreamConnection(asyncio.Protocol):
             # llhttp cannot be told the request was HEAD; the body it would wait for never comes.
             self.message_complete = True
         elif status not in (204, 304):
-            self._until_eof = not any(name in (b"content-length", b"transfer-encoding") for name, _ in self.headers)
+            framed = False
+            for name, value in self.headers:
+                if name == b"content-length":
+                    framed = True
+                    self.content_length = int(value) if value.isdigit() else None
+                elif name == b"transfer-encoding":
+                    framed = True
+            self._until_eof = not framed
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -198,6 +206,19 @@ class UpstreamConnection(asyncio.Protocol):
         while not self.headers_complete:
             try:
                 await self._wait(timeout, "response headers")
+            finally:
+                self._waiter = None
+
+    @property
+    def small_body_pending(self) -> bool:
+        """A body with a length that fits the read buffer is still arriving: worth waiting for whole."""
+        return not self.message_complete and self.content_length is not None and self.content_length <= READ_HIGH_WATER
+
+    async def read_whole_body(self, timeout: float) -> None:
+        """Wait for the rest of a body that ``small_body_pending`` said fits the buffer."""
+        while not self.message_complete:
+            try:
+                await self._wait(timeout, "response body")
             finally:
                 self._waiter = None
 
