@@ -133,7 +133,12 @@ class Servers:
         process = subprocess.Popen(
             args, env={**os.environ, **(env or {})}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        wait_for_port(port, process)
+        try:
+            wait_for_port(port, process)
+        except RuntimeError as exc:
+            log.close()
+            tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name}: {exc}\n{tail}") from None
         server = Server(name, port, process)
         self.started.append(server)
         return server
