@@ -327,3 +327,12 @@ def test_a_request_on_a_connection_that_died_is_sent_again(log_dir) -> None:
     assert first.text == "connection 1 got 0 bytes"
     assert second.status_code == 200 and second.text == "connection 2 got 0 bytes"
     assert third.status_code == 200 and third.text == "connection 3 got 5000 bytes"
+
+
+def test_no_cookie_is_kept_between_clients(raw_gateway: Gateway) -> None:
+    with raw_gateway.client() as client:
+        assert client.get("/cookies").headers.get_list("set-cookie")
+    with raw_gateway.client() as other:
+        echoed = other.get("/echo").json()
+    # The upstream set cookies on the first client; the gateway keeps none and sends none on.
+    assert header_values(echoed["headers"], "cookie") == []
