@@ -9,6 +9,7 @@ Every refusal is a JSON 4xx naming what is wrong; none is a 500.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -159,7 +160,7 @@ class AdminAPI:
         limit_text = request.query_params.get("limit", "20")
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
             raise RequestError(400, "invalid_field", "limit: expected a whole number from 1 to 500", "limit")
-        records = await self.gateway.store_call(self.gateway.store.history, int(limit_text))
+        records = await asyncio.to_thread(self.gateway.store.history, int(limit_text))
         return JSONResponse({"changes": records}, headers=NO_STORE)
 
     async def bypass_form(self, request: Request) -> Response:

@@ -11,7 +11,6 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -19,7 +18,6 @@ from gateway.admin import build_admin_app
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.bypass import BypassSecret
 from gateway.cors import CorsPolicy
-from gateway.errors import ConflictError
 from gateway.forwarding import TrustedPeers
 from gateway.maintenance import MaintenanceResponder
 from gateway.metrics import Metrics
@@ -27,12 +25,11 @@ from gateway.proxy import Proxy
 from gateway.refresher import Refresher, StateHolder
 from gateway.settings import Settings, load_settings
 from gateway.state import MaintenanceState
-from gateway.stores import Store, open_store
+from gateway.stores import Store, apply_change, open_store
 from gateway.upstream import UpstreamError, UpstreamPool
 
 logger = logging.getLogger("gateway")
 audit = logging.getLogger("gateway.audit")
-T = TypeVar("T")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FAIL_CLOSED_REASON = "the maintenance state has not been read yet (GATEWAY_FAIL_MODE=closed)"
@@ -165,10 +162,6 @@ class Gateway:
         connection.close()
         return None
 
-    async def store_call(self, function: Callable[..., T], *args: Any) -> T:
-        """Run a blocking store call off the event loop."""
-        return await asyncio.to_thread(function, *args)
-
     async def change_state(
         self,
         build: Callable[[MaintenanceState], MaintenanceState],
@@ -179,14 +172,7 @@ class Gateway:
     ) -> MaintenanceState:
         """Write the next state conditionally, apply it here at once, and log the change for the audit."""
 
-        def write() -> tuple[MaintenanceState, MaintenanceState]:
-            current = self.store.read(consistent=True)
-            if expected is not None and current.version != expected:
-                raise ConflictError(expected, current.version)
-            new = build(current)
-            return current, self.store.write(new, current)
-
-        old, new = await self.store_call(write)
+        old, new = await asyncio.to_thread(apply_change, self.store, build, expected)
         # The other tasks follow at their next refresh; this one need not wait.
         self.holder.apply(new, source=f"admin API ({token_name})")
         audit.info(

@@ -22,10 +22,8 @@ class BypassSecret:
         # A separate key for cookies: a cookie never reveals anything about the secret itself.
         self._key = hmac.new(self._secret, b"maintenance-gateway bypass cookie", hashlib.sha256).digest()
         self.cookie_ttl = cookie_ttl
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._secret)
+        # An attribute, not a property: every maintenance answer reads it.
+        self.enabled = bool(self._secret)
 
     def matches(self, presented: bytes) -> bool:
         return bool(self._secret) and hmac.compare_digest(presented, self._secret)

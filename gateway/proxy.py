@@ -17,7 +17,7 @@ from gateway.cors import CorsPolicy
 from gateway.forwarding import FORWARDING_HEADERS, REQUEST_DROPPED, TrustedPeers, connection_named, response_headers
 from gateway.metrics import Metrics
 from gateway.http import JSON_TYPE, NO_STORE, body_headers, header_value, json_bytes, send_answer
-from gateway.upstream import UpstreamClosed, UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
+from gateway.upstream import UpstreamClosed, UpstreamConnection, UpstreamError, UpstreamPool
 
 logger = logging.getLogger("gateway.proxy")
 
@@ -339,5 +339,3 @@ async def _until_disconnect(receive: Receive) -> None:
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
-
-__all__ = ["Proxy", "UpstreamTimeout"]

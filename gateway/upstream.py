@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Any, cast
+from typing import cast
 
 import httptools
 
@@ -338,7 +338,6 @@ class UpstreamPool:
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
         self._idle: collections.deque[UpstreamConnection] = collections.deque()
-        self.opened = 0  # connections opened since start
         self.open_count = 0  # open now, idle or busy: a leak shows here
 
     def take_idle(self) -> UpstreamConnection | None:
@@ -355,9 +354,6 @@ class UpstreamPool:
                     return connection
         return None
 
-    async def acquire(self) -> UpstreamConnection:
-        return self.take_idle() or await self.connect()
-
     async def connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         try:
@@ -371,7 +367,6 @@ class UpstreamPool:
             ) from None
         except OSError as exc:
             raise UpstreamConnectError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from exc
-        self.opened += 1
         self.open_count += 1
         return protocol
 
@@ -391,6 +386,3 @@ class UpstreamPool:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
-
-    def stats(self) -> dict[str, Any]:
-        return {"idle": len(self._idle), "opened": self.opened}

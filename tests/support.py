@@ -105,7 +105,12 @@ def start_raw_upstream(log_dir: Path) -> tuple[ServerProcess, str]:
     port = free_port()
     server = ServerProcess(
         "raw-upstream",
-        [str(BIN / "uvicorn"), "upstream_app:app", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        # --no-proxy-headers: the upstream must report the gateway's real port (its keep-alive
+        # connection), not a client rebuilt from X-Forwarded-For with port 0.
+        [
+            str(BIN / "uvicorn"), "upstream_app:app", "--port", str(port), "--log-level", "warning",
+            "--no-access-log", "--no-proxy-headers",
+        ],
         {**base_env(), "PYTHONPATH": str(ROOT / "tests")},
         ROOT / "tests",
         log_dir,

@@ -366,3 +366,9 @@ def test_cli_through_a_running_gateway(admin_gateway: Gateway) -> None:
     assert unreachable.returncode == 6 and "cannot reach the gateway" in unreachable.stderr
     invalid = remote_cli("on", "--until", "2001-01-01T00:00:00Z", url=url, token=NEW_TOKEN)
     assert invalid.returncode == 2
+
+
+def test_changing_the_secret_revokes_every_cookie() -> None:
+    cookie = BypassSecret(BYPASS, 3600).make_cookie_value().encode()
+    assert BypassSecret(BYPASS, 3600).cookie_valid(cookie)  # any task with the same secret accepts it
+    assert not BypassSecret(BYPASS + "-rotated", 3600).cookie_valid(cookie)

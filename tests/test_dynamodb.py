@@ -297,7 +297,8 @@ def test_reads_do_not_depend_on_traffic(log_dir: Path, raw_upstream: str) -> Non
     print(f"\nGetItem calls in 5 s: {idle} idle, {loaded} while serving {sent} requests")
     assert sent > 500
     assert 8 <= idle <= 12 and 8 <= loaded <= 12  # one per 0.5 s interval (+-10 % jitter)
-    assert abs(idle - loaded) <= 1
+    # Each 5 s window holds 10 reads give or take one from the jitter: load adds none.
+    assert abs(idle - loaded) <= 2
 
 
 def test_worker_processes_each_follow_the_table(log_dir: Path, dynamodb: DynamoDBServer, raw_upstream: str) -> None:

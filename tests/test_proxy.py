@@ -336,3 +336,17 @@ def test_no_cookie_is_kept_between_clients(raw_gateway: Gateway) -> None:
         echoed = other.get("/echo").json()
     # The upstream set cookies on the first client; the gateway keeps none and sends none on.
     assert header_values(echoed["headers"], "cookie") == []
+
+
+def test_idle_upstream_connections_are_retired_after_the_idle_timeout(log_dir, raw_upstream: str) -> None:
+    gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_UPSTREAM_IDLE_TIMEOUT": "0.3"}, name="gateway-idle")
+    try:
+        with gateway.client() as client:
+            first = client.get("/echo").json()["client_port"]
+            soon = client.get("/echo").json()["client_port"]
+            time.sleep(0.6)
+            later = client.get("/echo").json()["client_port"]
+    finally:
+        gateway.stop()
+    assert soon == first  # reused while fresh
+    assert later != first  # retired once idle longer than GATEWAY_UPSTREAM_IDLE_TIMEOUT

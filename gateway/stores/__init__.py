@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.stores.base import Store, change_state
+from gateway.stores.base import Store, apply_change, change_state
 
-__all__ = ["Store", "change_state", "open_store", "parse_store_url"]
+__all__ = ["Store", "apply_change", "change_state", "open_store", "parse_store_url"]
 
 SCHEMES = ("file:", "memory:", "dynamodb://")
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from gateway.errors import ConflictError
 from gateway.state import MaintenanceState, format_time
 
 
@@ -43,10 +44,22 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def change_state(store: Store, build: Callable[[MaintenanceState], MaintenanceState]) -> MaintenanceState:
-    """Read, build the next state from the current one, write it conditionally."""
+def apply_change(
+    store: Store, build: Callable[[MaintenanceState], MaintenanceState], expected: int | None = None
+) -> tuple[MaintenanceState, MaintenanceState]:
+    """Read, build the next state from the current one, write it conditionally; (old, new).
+
+    ``expected`` is the version the caller saw (an If-Match): a different one is a conflict.
+    """
     current = store.read(consistent=True)
-    return store.write(build(current), current)
+    if expected is not None and current.version != expected:
+        raise ConflictError(expected, current.version)
+    return current, store.write(build(current), current)
+
+
+def change_state(store: Store, build: Callable[[MaintenanceState], MaintenanceState]) -> MaintenanceState:
+    """``apply_change`` for callers that want only the new state."""
+    return apply_change(store, build)[1]
 
 
 def history_record(previous: MaintenanceState | None, state: MaintenanceState) -> dict[str, Any]:
