@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-smoke soak typecheck clean
+.PHONY: run test bench bench-smoke soak typecheck angular clean
 
 # The virtual environment, re-installed whenever the dependencies change. The runtime
 # dependencies are held to requirements.lock, the versions the image ships.
@@ -14,13 +14,14 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,bench]'
 	touch $(STAMP)
 
-## run: the gateway on :8080 in front of the example Django app on :8000 (file store)
+## run: the gateway on :8080 in front of the example Django app on :8000 (HTTP) and :8001 (WebSockets), file store
 run: $(STAMP)
 	scripts/run-example.sh
 
-## test: install what the tests need (Python packages, Chromium) and run them all
+## test: install what the tests need (Python packages, Chromium, the Angular kit's npm build) and run them all
 test: $(STAMP)
-	scripts/install-system-deps.sh chromium nginx-light wrk
+	scripts/install-system-deps.sh chromium nginx-light wrk curl gettext-base
+	scripts/build-angular.sh
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
@@ -36,6 +37,10 @@ bench-smoke: $(STAMP)
 ## soak: 10 minutes of mixed traffic through the gateway, maintenance switched every 30 s
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
+
+## angular: npm ci and build examples/angular (skipped when the build is newer than its sources)
+angular:
+	scripts/build-angular.sh
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

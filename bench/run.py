@@ -232,7 +232,7 @@ def maintenance_state_file(workdir: Path) -> Path:
     return path
 
 
-def start_all(servers: Servers) -> dict[str, Server]:
+def start_all(servers: Servers, baseline: Path | None = None) -> dict[str, Server]:
     upstream = servers.uvicorn("upstream", "bench.apps:upstream")
     upstream_url = f"http://127.0.0.1:{upstream.port}"
     gateway_env = {
@@ -249,7 +249,7 @@ def start_all(servers: Servers) -> dict[str, Server]:
     (prefix / "nginx.conf").write_text(
         NGINX_CONF.format(prefix=prefix, upstream_port=upstream.port, port=nginx_port)
     )
-    return {
+    started = {
         "direct": upstream,
         "nginx": servers.start(
             "nginx", ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"], port=nginx_port
@@ -266,21 +266,41 @@ def start_all(servers: Servers) -> dict[str, Server]:
             "fastapi-proxy-lib", "bench.apps:fastapi_proxy_lib_app", {"BENCH_UPSTREAM": upstream_url}, True
         ),
     }
+    # The public status feed, polled by every open browser tab, measured on the gateway in maintenance.
+    started[STATUS_FEED] = started["gateway-503"]
+    if baseline is not None:
+        # An earlier checkout of the gateway (its package first on the import path), measured in
+        # the same run against the same nginx, so a change is judged by ratios taken side by side.
+        old = {**gateway_env, "PYTHONPATH": str(baseline)}
+        started[BASELINE] = servers.start(BASELINE, gateway_args, old)
+        started[BASELINE_503] = servers.start(
+            BASELINE_503, gateway_args, {**old, "GATEWAY_STORE": f"file:{maintenance_state_file(servers.workdir)}"}
+        )
+    return started
 
 
 PROXIES = ("nginx", "gateway", "asgiproxy", "fastapi-proxy-lib")
+BASELINE, BASELINE_503 = "gateway-baseline", "gateway-503-baseline"
+MAINTENANCE_TARGETS = ("gateway-503", "503-replica", BASELINE_503)
+STATUS_FEED = "gateway-status-feed"
 
 
-def plan(connections: tuple[int, ...], bodies: tuple[str, ...] = ("small", "64k")) -> list[Cell]:
+def plan(
+    connections: tuple[int, ...], bodies: tuple[str, ...] = ("small", "64k"), baseline: bool = False
+) -> list[Cell]:
     cells = []
+    proxies = (*PROXIES, BASELINE) if baseline else PROXIES
     for conns in connections:
         for body in bodies:
-            for target in ("direct", *PROXIES):
+            for target in ("direct", *proxies):
                 cells.append(Cell(target, conns, body))
         # The 503 path against uvicorn serving hello-world (the "direct" upstream), with CORS,
         # and against a trivial app that sends the very same 503 bytes.
         cells.append(Cell("gateway-503", conns, "small"))
         cells.append(Cell("503-replica", conns, "small"))
+        cells.append(Cell(STATUS_FEED, conns, "small"))
+        if baseline:
+            cells.append(Cell(BASELINE_503, conns, "small"))
     return cells
 
 
@@ -291,8 +311,11 @@ def measure(cells: list[Cell], servers: dict[str, Server], runs: int, seconds: f
         for cell in order:
             server = servers[cell.target]
             path = "/64k" if cell.body == "64k" else "/"
-            maintenance = cell.target in ("gateway-503", "503-replica")
+            maintenance = cell.target in MAINTENANCE_TARGETS
             headers = {"Origin": "https://app.example", "Accept": "application/json"} if maintenance else None
+            if cell.target == STATUS_FEED:
+                # A browser's poll from the front end's origin: the whole 200 body, CORS headers.
+                path, headers = "/_gateway/status", {"Origin": "https://app.example", "Accept": "application/json"}
             url = f"http://127.0.0.1:{server.port}{path}"
             cell.runs.append(wrk(url, cell.connections, seconds, server.pid, headers, maintenance))
             print(f"  run {run + 1}/{runs} {cell.target:18} c={cell.connections:<3} {cell.body:5} "
@@ -356,6 +379,27 @@ def targets(cells: list[Cell], conns: tuple[int, ...]) -> list[str]:
                    f"{hello:.1f} us = {maintenance / hello:.2f}x (target <= 1.2x: {verdict(maintenance / hello <= 1.2)}); "
                    f"a trivial app sending the same 503 bytes: {replica:.1f} us, so the gateway's own work is "
                    f"{maintenance - replica:+.1f} us and uvicorn's handling of the 7 extra headers {replica - hello:+.1f} us")
+        if has(cells, STATUS_FEED, conns, "small"):
+            feed = find(cells, STATUS_FEED, conns, "small").median("cpu_us_per_request")
+            out.append(f"- status feed with CORS, {conns} connections: {feed:.1f} us/answer beside the 503's "
+                       f"{maintenance:.1f} us ({feed / maintenance:.2f}x) and uvicorn hello-world's {hello:.1f} us "
+                       f"({feed / hello:.2f}x)")
+    out += baseline_comparison(cells)
+    return out
+
+
+def baseline_comparison(cells: list[Cell]) -> list[str]:
+    """This checkout against the baseline checkout, both as ratios to the same run's reference."""
+    out = []
+    for cell in cells:
+        if cell.target not in (BASELINE, BASELINE_503):
+            continue
+        current = find(cells, "gateway" if cell.target == BASELINE else "gateway-503", cell.connections, cell.body)
+        reference = find(cells, "nginx" if cell.target == BASELINE else "direct", cell.connections, cell.body)
+        ref_cpu = reference.median("cpu_us_per_request")
+        now, before = current.median("cpu_us_per_request") / ref_cpu, cell.median("cpu_us_per_request") / ref_cpu
+        out.append(f"- {current.target}, {cell.connections} connections, {cell.body}: {now:.2f}x {reference.target} "
+                   f"now, {before:.2f}x at the baseline ({(now / before - 1) * 100:+.1f} %)")
     return out
 
 
@@ -373,6 +417,8 @@ def memory_checks(workdir: Path, leak_requests: int, seconds: float) -> list[str
                 "GATEWAY_STORE": f"file:{workdir / 'mem-state.json'}",
                 "GATEWAY_LOG_LEVEL": "warning",
                 "GATEWAY_REFRESH_INTERVAL": "1",
+                # Health details (the store's read count) need an admin token.
+                "GATEWAY_ADMIN_TOKENS": "bench:bench-admin-token-0123456789",
             },
         )
         base = f"http://127.0.0.1:{gateway.port}"
@@ -397,7 +443,7 @@ def memory_checks(workdir: Path, leak_requests: int, seconds: float) -> list[str
                    f"{(peak - before) / 1024:.1f} MiB above the {before / 1024:.1f} MiB before (target < 20 MB)")
 
         def health() -> dict[str, Any]:
-            return httpx.get(f"{base}/_gateway/health").json()
+            return httpx.get(f"{base}/_gateway/health", headers={"authorization": "Bearer bench-admin-token-0123456789"}).json()
 
         reads_start = health()["store"]["reads"]
         time.sleep(seconds)
@@ -447,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bodies", default="small,64k", help="comma-separated: small, 64k")
     parser.add_argument("--leak-requests", type=int, default=1_000_000, help="requests for the RSS drift check")
     parser.add_argument("--smoke", action="store_true", help="one short run of everything (CI)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier gateway to measure in the same run")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory and store-read checks")
     args = parser.parse_args(argv)
     if args.smoke:
         args.runs, args.seconds, args.leak_requests = 1, 1.0, 20_000
@@ -459,12 +507,12 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         servers = Servers(workdir)
         try:
-            started = start_all(servers)
-            cells = plan(conns, tuple(args.bodies.split(",")))
+            started = start_all(servers, args.baseline)
+            cells = plan(conns, tuple(args.bodies.split(",")), args.baseline is not None)
             measure(cells, started, args.runs, args.seconds)
         finally:
             servers.stop_all()
-        memory = memory_checks(workdir, args.leak_requests, max(args.seconds, 5.0))
+        memory = [] if args.no_memory else memory_checks(workdir, args.leak_requests, max(args.seconds, 5.0))
     print(f"Machine: {machine()}")
     print(f"Command: python -m bench.run {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     print(f"Runs: {args.runs} alternating, {args.seconds:g} s each; medians. wrk -t1; CPU of each server's process tree.\n")

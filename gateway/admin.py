@@ -1,9 +1,11 @@
 """The gateway's own endpoints under the admin prefix (Starlette, off the hot path).
 
 ``/health`` is liveness for the ALB and ECS: it stays 200 in maintenance, since a
-503 there would make ECS replace every task. ``/ready`` says whether this task
-can serve. ``/maintenance`` reads and changes the state (bearer tokens, ETag and
-If-Match on the version), ``/bypass`` trades the bypass secret for a cookie.
+503 there would make ECS replace every task; without a token it says only what a
+load balancer and a front end need, the details need an admin token, as metrics
+do. ``/ready`` says whether this task can serve. ``/maintenance`` reads and
+changes the state (bearer tokens, ETag and If-Match on the version), ``/bypass``
+trades the bypass secret for a cookie.
 Every refusal is a JSON 4xx naming what is wrong; none is a 500.
 """
 
@@ -22,17 +24,33 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.admin_changes import MAX_BODY_BYTES, RequestError, next_state, parse_if_match, parse_json_body
+from gateway.admin_changes import MAX_BODY_BYTES, RequestError, next_state, parse_if_match, parse_json_body, whole_number
 from gateway.auth import FailureLimiter, TokenAuth
 from gateway.bypass import COOKIE_NAME
 from gateway.errors import ConflictError, StoreError
 from gateway.metrics import render as render_metrics
-from gateway.state import format_time
+from gateway.state import format_time, safe_text
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 NO_STORE = {"cache-control": "no-store"}
+MAX_HISTORY_LIMIT = 500
+# Readiness answers are reused this long: a flood of /ready calls opens at most one connection to Django a second.
+READY_PROBE_CACHE_SECONDS = 1.0
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that always encodes: text a store or a client supplied may hold lone surrogates,
+    which UTF-8 cannot carry; such a body is sent with ``\\uXXXX`` escapes instead of failing."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
 
 BYPASS_FORM = """<!doctype html>
 <meta charset="utf-8"><meta name="robots" content="noindex"><title>Maintenance bypass</title>
@@ -43,23 +61,35 @@ BYPASS_FORM = """<!doctype html>
 """
 
 
-def health_payload(gateway: Gateway) -> dict[str, Any]:
+def public_health_payload(gateway: Gateway) -> dict[str, Any]:
+    """What anyone may read: what a load balancer and a front end need, nothing the 503 does not say."""
     holder = gateway.holder
     now = time.time()
     state = holder.state
-    age = holder.age()
     return {
         "status": "ok",
         "maintenance": state.active(now),
         "mode": state.mode,
         "upcoming": state.upcoming(now),
+        "store": {"status": holder.store_status()},
+    }
+
+
+def health_payload(gateway: Gateway) -> dict[str, Any]:
+    """The details for operators (an admin token): the state, the store, this process."""
+    holder = gateway.holder
+    now = time.time()
+    state = holder.state
+    age = holder.age()
+    return {
+        **public_health_payload(gateway),
         "state": state.describe(now) if holder.loaded else None,
         "store": {
             "kind": gateway.store.description,
             "status": holder.store_status(),
             "failures": holder.failures,
             "reads": holder.reads,
-            "error": holder.last_error,
+            "error": None if holder.last_error is None else safe_text(holder.last_error),
         },
         "state_age_seconds": None if age is None else round(age, 3),
         "pid": os.getpid(),
@@ -68,13 +98,15 @@ def health_payload(gateway: Gateway) -> dict[str, Any]:
 
 def error_response(error: RequestError) -> JSONResponse:
     headers = {**NO_STORE, **error.headers}
-    return JSONResponse(error.payload(), status_code=error.status, headers=headers)
+    return SafeJSONResponse(error.payload(), status_code=error.status, headers=headers)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refusing (413) as soon as it passes ``limit`` instead of reading it all."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # The server has framed the body by then; only a length it accepted, and a sane one, is looked at.
+    declared_length = whole_number(declared.strip(), 2**63) if declared is not None else None
+    if declared_length is not None and declared_length > limit:
         raise RequestError(413, "body_too_large", f"the body is larger than {limit} bytes")
     received = bytearray()
     async for chunk in request.stream():
@@ -82,6 +114,25 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
         if len(received) > limit:
             raise RequestError(413, "body_too_large", f"the body is larger than {limit} bytes")
     return bytes(received)
+
+
+class UpstreamProbe:
+    """The gateway's upstream probe, its answer cached briefly and shared by concurrent callers."""
+
+    def __init__(self, gateway: Gateway, ttl: float = READY_PROBE_CACHE_SECONDS) -> None:
+        self.gateway = gateway
+        self.ttl = ttl
+        self._lock = asyncio.Lock()
+        self._checked_at: float | None = None
+        self._result: str | None = None
+
+    async def problem(self) -> str | None:
+        """None when the upstream accepts a connection, else why not (at most ``ttl`` old)."""
+        async with self._lock:  # callers during a probe wait for its answer instead of probing too
+            if self._checked_at is None or time.monotonic() - self._checked_at >= self.ttl:
+                self._result = await self.gateway.probe_upstream()
+                self._checked_at = time.monotonic()
+            return self._result
 
 
 class AdminAPI:
@@ -94,9 +145,7 @@ class AdminAPI:
         self.openapi = resources.files("gateway").joinpath("openapi.json").read_bytes()
 
     def client_ip(self, request: Request) -> str:
-        peer = request.client.host if request.client else ""
-        forwarded = request.headers.get("x-forwarded-for")
-        return self.gateway.trusted.client_ip(peer, forwarded.encode("latin-1") if forwarded else None)
+        return self.gateway.trusted.client_address(request.scope)
 
     def _check_rate(self, client: str) -> None:
         wait = self.limiter.retry_after(client)
@@ -119,9 +168,12 @@ class AdminAPI:
             raise error
         return name, client
 
+    def has_credentials(self, request: Request) -> bool:
+        return self.auth.enabled and "authorization" in request.headers
+
     def state_response(self, status: int = 200) -> JSONResponse:
         state = self.gateway.holder.state
-        return JSONResponse(
+        return SafeJSONResponse(
             state.describe(time.time()),
             status_code=status,
             headers={**NO_STORE, "etag": f'"{state.version}"'},
@@ -157,11 +209,11 @@ class AdminAPI:
 
     async def get_history(self, request: Request) -> Response:
         self.authorize(request)
-        limit_text = request.query_params.get("limit", "20")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
-            raise RequestError(400, "invalid_field", "limit: expected a whole number from 1 to 500", "limit")
-        records = await asyncio.to_thread(self.gateway.store.history, int(limit_text))
-        return JSONResponse({"changes": records}, headers=NO_STORE)
+        limit = whole_number(request.query_params.get("limit", "20"), MAX_HISTORY_LIMIT)
+        if limit is None or limit < 1:
+            raise RequestError(400, "invalid_field", f"limit: expected a whole number from 1 to {MAX_HISTORY_LIMIT}", "limit")
+        records = await asyncio.to_thread(self.gateway.store.history, limit)
+        return SafeJSONResponse({"changes": records}, headers=NO_STORE)
 
     async def bypass_form(self, request: Request) -> Response:
         if not self.bypass.enabled:
@@ -173,7 +225,12 @@ class AdminAPI:
             raise RequestError(404, "not_found", "bypass is off (GATEWAY_BYPASS_SECRET is empty)")
         client = self.client_ip(request)
         self._check_rate(client)
-        presented, from_form, next_path = await self._presented_secret(request)
+        try:
+            presented, from_form, next_path = await self._presented_secret(request)
+        except RequestError:
+            # A malformed attempt is still an attempt: it counts, or it would be a free guess.
+            self.limiter.record_failure(client)
+            raise
         if presented is None or not self.bypass.matches(presented):
             self.limiter.record_failure(client)
             raise RequestError(403, "wrong_secret", "that is not the bypass secret")
@@ -183,7 +240,7 @@ class AdminAPI:
         if from_form:
             response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
         else:
-            response = JSONResponse({"bypass": True, "expires_at": format_time(expires)}, headers=NO_STORE)
+            response = SafeJSONResponse({"bypass": True, "expires_at": format_time(expires)}, headers=NO_STORE)
         response.set_cookie(
             COOKIE_NAME,
             value,
@@ -212,46 +269,72 @@ class AdminAPI:
         raw = await read_body(request, 4096)
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media == "application/x-www-form-urlencoded":
-            form = parse_qs(raw.decode("latin-1"))
-            next_path = form.get("next", ["/"])[0]
-            if not next_path.startswith("/") or next_path.startswith("//"):
-                next_path = "/"  # never an open redirect
+            # Browsers send a form as percent-encoded UTF-8 (the form's page is UTF-8); the
+            # bytes are kept exactly (surrogateescape), so any byte string is compared, not refused.
+            form = parse_qs(raw.decode("latin-1"), encoding="utf-8", errors="surrogateescape")
+            next_path = safe_next_path(form.get("next", ["/"])[0])
             secret = form.get("secret", [None])[0]
-            return (secret.encode("latin-1") if secret is not None else None), True, next_path
+            return (secret.encode("utf-8", "surrogateescape") if secret is not None else None), True, next_path
         if media == "application/json":
             try:
                 body = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
             secret = body.get("secret") if isinstance(body, dict) else None
             if not isinstance(secret, str):
                 raise RequestError(400, "invalid_field", "secret: expected a string", "secret")
-            return secret.encode("utf-8"), False, "/"
+            # A lone surrogate ("\\ud800") has no UTF-8 form; surrogatepass gives bytes that match no secret.
+            return secret.encode("utf-8", "surrogatepass"), False, "/"
         return None, False, "/"
 
     async def openapi_document(self, request: Request) -> Response:
         return Response(self.openapi, media_type="application/json")
 
 
+def safe_next_path(candidate: str) -> str:
+    """Where the bypass form sends the browser back: a path on this site, else ``/``.
+
+    Never an open redirect: ``//host`` and ``/\\host`` (browsers read a backslash as a
+    slash) name another site; control characters and undecodable bytes are refused too.
+    """
+    if (
+        not candidate.startswith("/")
+        or candidate[1:2] in ("/", "\\")
+        or not candidate.isprintable()
+        or safe_text(candidate) != candidate
+        or len(candidate) > 2000
+    ):
+        return "/"
+    return candidate
+
+
 def build_admin_app(gateway: Gateway) -> Starlette:
     prefix = gateway.settings.admin_prefix
     api = AdminAPI(gateway)
+    probe = UpstreamProbe(gateway)
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse(health_payload(gateway), headers=NO_STORE)
+        # No credentials: the public view (load balancers, front ends). Credentials are checked
+        # like any admin call (a wrong token is a 401 and counts toward the failure limit),
+        # so health cannot serve as a token oracle without a limit.
+        if not api.has_credentials(request):
+            return SafeJSONResponse(public_health_payload(gateway), headers=NO_STORE)
+        api.authorize(request)
+        return SafeJSONResponse(health_payload(gateway), headers=NO_STORE)
 
     async def ready(request: Request) -> JSONResponse:
         problems = []
         holder = gateway.holder
         if not holder.loaded and gateway.settings.fail_mode == "closed":
             problems.append("the maintenance state has not been read yet (fail-closed)")
-        upstream_error = await gateway.probe_upstream()
+        upstream_error = await probe.problem()
         if upstream_error:
             problems.append(upstream_error)
         payload = {"ready": not problems, "problems": problems, "store": holder.store_status()}
-        return JSONResponse(payload, status_code=503 if problems else 200, headers=NO_STORE)
+        return SafeJSONResponse(payload, status_code=503 if problems else 200, headers=NO_STORE)
 
     async def metrics(request: Request) -> Response:
+        api.authorize(request)
         holder = gateway.holder
 
         def gauges() -> dict[str, float | None]:
@@ -291,7 +374,7 @@ def build_admin_app(gateway: Gateway) -> Starlette:
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
         return error_response(RequestError(405, "method_not_allowed", f"{request.method} is not allowed here"))
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route(f"{prefix}/health", health, methods=["GET", "HEAD"]),
             Route(f"{prefix}/ready", ready, methods=["GET", "HEAD"]),
@@ -304,6 +387,9 @@ def build_admin_app(gateway: Gateway) -> Starlette:
             Route(f"{prefix}/bypass", api.bypass_login, methods=["POST"]),
             Route(f"{prefix}/bypass", api.bypass_logout, methods=["DELETE"]),
             Route(f"{prefix}/openapi.json", api.openapi_document, methods=["GET"]),
+            # The app answers this path before these routes (raw ASGI, polled by browsers); the
+            # route keeps it listed beside the others.
+            Route(f"{prefix}/status", gateway.status_feed, methods=["GET", "HEAD"]),
         ],
         exception_handlers={
             RequestError: refused,
@@ -312,3 +398,7 @@ def build_admin_app(gateway: Gateway) -> Starlette:
             405: method_not_allowed,
         },
     )
+    # Starlette would answer /maintenance/ with a redirect built from the request's Host
+    # header (an attacker's name in Location); a JSON 404 is the answer instead.
+    app.router.redirect_slashes = False
+    return app

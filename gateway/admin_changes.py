@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from typing import Any
 
 from gateway.errors import StateError
-from gateway.state import MAX_MESSAGE_LENGTH, MAX_REASON_LENGTH, MODES, MaintenanceState, parse_time, switched_off, switched_on
+from gateway.state import (
+    MAX_MESSAGE_LENGTH,
+    MAX_REASON_LENGTH,
+    MAX_VERSION,
+    MODES,
+    MaintenanceState,
+    parse_scope,
+    parse_time,
+    switched_off,
+    switched_on,
+)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_DURATION_SECONDS = 366 * 86400
-FIELDS = ("enabled", "mode", "message", "starts_at", "ends_at", "duration_seconds", "reason")
+FIELDS = ("enabled", "mode", "message", "starts_at", "ends_at", "duration_seconds", "reason", "scope")
 
 
 class RequestError(Exception):
@@ -54,7 +65,27 @@ def parse_json_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
     return body
 
 
-def _text(body: dict[str, Any], field: str, limit: int) -> str:
+def text_problem(value: str, *, multiline: bool) -> str | None:
+    """Why ``value`` cannot be shown to users or written to a log line, or None.
+
+    Refused: lone UTF-16 surrogates (``"\\ud800"`` in JSON; no UTF-8 encoding exists, so no
+    page, log line or store could hold them) and control characters (category Cc: NUL,
+    escape sequences that rewrite an operator's terminal in ``status``, C1 codes). A
+    message may keep line breaks and tabs (a page may show several lines); a reason is
+    one line of the audit record. Format characters (RTL marks, zero-width joiners) are
+    real text in some languages and stay allowed.
+    """
+    if value.isascii() and value.isprintable():
+        return None
+    for char in value:
+        if "\ud800" <= char <= "\udfff":
+            return f"holds a lone UTF-16 surrogate (U+{ord(char):04X}), which is not a character"
+        if unicodedata.category(char) == "Cc" and not (multiline and char in "\n\t"):
+            return f"holds the control character U+{ord(char):04X}"
+    return None
+
+
+def _text(body: dict[str, Any], field: str, limit: int, *, multiline: bool = False) -> str:
     value = body.get(field, "")
     if value is None:
         return ""
@@ -62,6 +93,9 @@ def _text(body: dict[str, Any], field: str, limit: int) -> str:
         raise invalid(field, "expected a string")
     if len(value) > limit:
         raise invalid(field, f"longer than {limit} characters")
+    problem = text_problem(value, multiline=multiline)
+    if problem is not None:
+        raise invalid(field, problem)
     return value
 
 
@@ -83,16 +117,21 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
     mode = body.get("mode", "full")
     if mode not in MODES:
         raise invalid("mode", f"expected one of {', '.join(MODES)}")
-    message = _text(body, "message", MAX_MESSAGE_LENGTH)
+    message = _text(body, "message", MAX_MESSAGE_LENGTH, multiline=True)
+    try:
+        scope = parse_scope(body.get("scope"))
+    except StateError as exc:
+        raise invalid(exc.field, exc.reason) from None
     starts_at = _time(body, "starts_at")
     ends_at = _time(body, "ends_at")
     duration = body.get("duration_seconds")
     if duration is not None:
         if ends_at is not None:
             raise invalid("duration_seconds", "give ends_at or duration_seconds, not both")
-        if isinstance(duration, bool) or not isinstance(duration, int | float) or not math.isfinite(duration):
+        if isinstance(duration, bool) or not isinstance(duration, int | float):
             raise invalid("duration_seconds", "expected a number of seconds")
-        if not 0 < duration <= MAX_DURATION_SECONDS:
+        # Compared before any float arithmetic: an integer of thousands of digits has no float.
+        if (isinstance(duration, float) and not math.isfinite(duration)) or not 0 < duration <= MAX_DURATION_SECONDS:
             raise invalid("duration_seconds", f"must be between 0 and {MAX_DURATION_SECONDS}")
         ends_at = (starts_at if starts_at is not None else now) + duration
     # switched_on and the state itself refuse an end in the past or before the start.
@@ -106,6 +145,7 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
             starts_at=starts_at,
             ends_at=ends_at,
             reason=reason,
+            scope=scope,
         )
     except StateError as exc:
         raise invalid(exc.field, exc.reason) from None
@@ -119,6 +159,19 @@ def parse_if_match(value: str | None) -> int | None:
     if tag.startswith("W/"):
         tag = tag[2:]
     tag = tag.strip('"')
-    if not tag.isdigit() or len(tag) > 15:
+    version = whole_number(tag, MAX_VERSION)
+    if version is None:
         raise RequestError(412, "precondition_failed", "If-Match must be the ETag of the state, such as \"3\"")
-    return int(tag)
+    return version
+
+
+def whole_number(text: str, maximum: int) -> int | None:
+    """``text`` as a whole number from 0 to ``maximum``, or None.
+
+    ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses, and a
+    string of thousands of digits is refused before int() would spend time on it.
+    """
+    if not text or not text.isascii() or not text.isdigit() or len(text) > len(str(maximum)):
+        return None
+    number = int(text)
+    return number if number <= maximum else None

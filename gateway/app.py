@@ -1,7 +1,9 @@
 """The gateway as one ASGI application: dispatch, the maintenance check, lifespan.
 
 The hot path is ``Gateway.__call__``: a prefix test, one attribute read of the
-state and (only while maintenance is enabled) a clock compare; no I/O.
+state, an identity compare to see whether it changed, and (only while maintenance
+is enabled) a clock compare, plus a prefix match when only part of the site is in
+maintenance; no I/O.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -18,15 +21,17 @@ from gateway.admin import build_admin_app
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.bypass import BypassSecret
 from gateway.cors import CorsPolicy
-from gateway.forwarding import TrustedPeers
+from gateway.forwarding import TrustedPeers, bypass_prefixes, matches_bypass_path
 from gateway.maintenance import MaintenanceResponder
 from gateway.metrics import Metrics
 from gateway.proxy import Proxy
 from gateway.refresher import Refresher, StateHolder
 from gateway.settings import Settings, load_settings
 from gateway.state import MaintenanceState
+from gateway.status_feed import StatusFeed, next_boundary, notice_line
 from gateway.stores import Store, apply_change, open_store
 from gateway.upstream import UpstreamError, UpstreamPool
+from gateway.websocket import WebSocketRelay
 
 logger = logging.getLogger("gateway")
 audit = logging.getLogger("gateway.audit")
@@ -64,21 +69,39 @@ class Gateway:
             metrics=self.metrics,
             body_timeout=settings.client_body_timeout,
             buffer_limit=settings.request_buffer_bytes,
+            load=self,
+            max_buffering=settings.max_buffering_bodies,
+            body_min_rate=settings.client_body_min_rate,
         )
-        self.bypass = BypassSecret(settings.bypass_secret, settings.bypass_cookie_ttl)
+        self.bypass: BypassSecret = BypassSecret(settings.bypass_secret, settings.bypass_cookie_ttl)
+        self.status_feed = StatusFeed(settings, self.cors, self.responder, self.holder)
         self.admin = build_admin_app(self)
         self.admin_prefix = settings.admin_prefix
         self._admin_prefix_slash = settings.admin_prefix + "/"
+        self._status_path = settings.admin_prefix + "/status"
+        # What the hot path needs from the state, decided once per state change (and again when
+        # a window starts or ends): the scope's matching rules and the notice Django is sent.
+        self._decided_for: MaintenanceState | None = None
+        self._decided_until = math.inf
+        self._scope_prefixes: tuple[str, ...] = ()
+        self._scope_exact: frozenset[str] = frozenset()
         self.in_flight = 0
         self.max_in_flight = settings.max_in_flight
         self.bypass_paths = settings.bypass_paths
+        self.bypass_prefixes, self.bypass_exact_paths = bypass_prefixes(settings.bypass_paths)
         self.bypass_networks = settings.bypass_ips
+        # Last: the relay reads the bypass rules, the responder and the proxy set up above.
+        self.websockets = WebSocketRelay(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             path: str = scope["path"]
             if path.startswith(self._admin_prefix_slash) or path == self.admin_prefix:
+                if path == self._status_path:
+                    # Polled by every open browser tab: raw ASGI, not the Starlette routes.
+                    await self.status_feed(scope, receive, send)
+                    return
                 await self.admin(scope, receive, send)
                 return
             if self.in_flight >= self.max_in_flight:
@@ -89,9 +112,13 @@ class Gateway:
             self.in_flight += 1
             try:
                 state = self.holder.state
+                if state is not self._decided_for:
+                    self._decide(state, time.time())
                 if state.enabled:
                     now = time.time()
-                    if state.active(now):
+                    if now >= self._decided_until:
+                        self._decide(state, now)
+                    if state.active(now) and (state.scope is None or self._in_scope(path)):
                         await self._maintenance(scope, receive, send, state, now)
                         return
                 await self.proxy(scope, receive, send)
@@ -100,28 +127,60 @@ class Gateway:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
-            # WebSockets are not proxied; closing before accept answers 403.
-            await send({"type": "websocket.close", "code": 1008})
+            # Only "websocket" is left (ASGI has three scope types): relayed to Django.
+            await self.websockets(scope, receive, send)
 
-    def _client_bypasses(self, scope: Scope, forwarded_for: bytes | None) -> bool:
-        client = scope.get("client")
-        address = self.trusted.client_ip(client[0] if client else "", forwarded_for)
+    def _decide(self, state: MaintenanceState, now: float) -> None:
+        """Work out, once per state (and per window start or end), what requests need of it."""
+        if state.scope is not None:
+            self._scope_prefixes, self._scope_exact = bypass_prefixes(state.scope)
+        self.proxy.notice = notice_line(state, now)
+        self._decided_until = next_boundary(state, now)
+        self._decided_for = state
+
+    def covers(self, state: MaintenanceState, path: str) -> bool:
+        """Whether maintenance in ``state`` (when it applies) covers ``path``: the whole site, or
+        a path in its scope. For callers off the HTTP hot path (WebSocket handshakes)."""
+        if state.scope is None:
+            return True
+        if state is not self._decided_for:
+            self._decide(state, time.time())
+        return self._in_scope(path)
+
+    def _in_scope(self, path: str) -> bool:
+        """Whether partial maintenance covers ``path``: under a prefix by whole segments, the
+        rule of GATEWAY_BYPASS_PATHS. A path with a dot-segment counts as covered: whatever
+        resolves it later may land under a prefix, and maintenance is the safe side."""
+        if matches_bypass_path(path, self._scope_prefixes, self._scope_exact):
+            return True
+        return "/." in path and any(segment in (".", "..") for segment in path.split("/"))
+
+    def _client_bypasses(self, scope: Scope) -> bool:
+        # The one rule for the client's address (the admin failure limit uses it too).
+        address = self.trusted.client_address(scope)
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
         return any(ip in network for network in self.bypass_networks)
 
+    def client_lets_through(self, scope: Scope, bypass_header: bytes | None, cookie: bytes | None) -> bool:
+        """Whether the client may pass maintenance: its address, the bypass header or cookie
+        (requests and WebSockets alike; the caller has read the two headers already)."""
+        return bool(self.bypass_networks and self._client_bypasses(scope)) or (
+            self.bypass.enabled and self.bypass.request_allowed(bypass_header, cookie)
+        )
+
     async def _maintenance(self, scope: Scope, receive: Receive, send: Send, state: MaintenanceState, now: float) -> None:
         """Maintenance applies: forward what may pass (read-only reads, bypasses), answer the rest."""
         if (state.mode == "read-only" and scope["method"] in SAFE_METHODS) or (
-            self.bypass_paths and scope["path"].startswith(self.bypass_paths)
+            self.bypass_paths and matches_bypass_path(scope["path"], self.bypass_prefixes, self.bypass_exact_paths)
         ):
             self.metrics.bypassed += 1
             await self.proxy(scope, receive, send)
             return
         # One pass over the headers collects everything the decision and the answer need.
-        origin = accept = bypass_header = cookie = forwarded_for = None
+        origin = accept = bypass_header = cookie = None
         xhr = preflight = False
         for name, value in scope["headers"]:
             if name == b"origin":
@@ -134,13 +193,9 @@ class Gateway:
                 preflight = True
             elif name == b"cookie":
                 cookie = value if cookie is None else cookie + b"; " + value
-            elif name == b"x-forwarded-for":
-                forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
             elif name == BYPASS_HEADER:
                 bypass_header = value
-        if (self.bypass_networks and self._client_bypasses(scope, forwarded_for)) or (
-            self.bypass.enabled and self.bypass.request_allowed(bypass_header, cookie)
-        ):
+        if self.client_lets_through(scope, bypass_header, cookie):
             self.metrics.bypassed += 1
             await self.proxy(scope, receive, send)
             return
@@ -199,6 +254,7 @@ class Gateway:
         self.refresher.start()
 
     async def shutdown(self) -> None:
+        await self.websockets.stop()
         await self.refresher.stop()
         self.pool.close()
         self.store.close()

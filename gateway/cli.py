@@ -10,6 +10,7 @@ import re
 import socket
 import sys
 import time
+import unicodedata
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from gateway.client import AdminClient, AdminError, GatewayUnreachable
 from gateway.errors import ConfigError, ConflictError, StateError, StoreError
 from gateway.settings import FIELDS, Settings, load_settings
-from gateway.state import MaintenanceState, format_time, parse_time, switched_off, switched_on
+from gateway.state import MaintenanceState, format_time, parse_scope, parse_time, safe_text, switched_off, switched_on
 from gateway.stores import change_state, open_store
 
 EXIT_OK = 0
@@ -57,6 +58,17 @@ def parse_moment(text: str) -> float:
         raise argparse.ArgumentTypeError(exc.reason) from None
     assert moment is not None
     return moment
+
+
+def parse_paths(text: str) -> tuple[str, ...]:
+    """``/api/checkout/,/api/payments/``: the path prefixes of a partial maintenance."""
+    try:
+        scope = parse_scope([part.strip() for part in text.split(",") if part.strip()])
+    except StateError as exc:
+        raise argparse.ArgumentTypeError(exc.reason) from None
+    if scope is None:
+        raise argparse.ArgumentTypeError("expected path prefixes such as /api/checkout/,/api/payments/")
+    return scope
 
 
 def actor() -> str:
@@ -109,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--until", type=parse_moment, help="end at this time (ISO-8601 with zone, or +DURATION)")
     on.add_argument("--from", dest="start", type=parse_moment, help="start at this time instead of now")
     on.add_argument("--mode", choices=("full", "read-only"), default="full")
+    on.add_argument(
+        "--paths",
+        type=parse_paths,
+        metavar="PREFIX,...",
+        help="only these path prefixes (whole segments) are in maintenance, e.g. /api/checkout/,/api/payments/",
+    )
     on.add_argument("--reason", default="", help="why (kept with the state for the record)")
     _add_remote_flags(on)
     _add_settings_flags(on)
@@ -155,20 +173,32 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def shown(text: str) -> str:
+    """Stored text as a terminal may print it: control characters (an escape sequence
+    could rewrite the operator's screen) are written as ``\\xNN`` escapes, line breaks kept."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(
+        char if char == "\n" or unicodedata.category(char) != "Cc" else char.encode("unicode_escape").decode("ascii") for char in text
+    )
+
+
 def describe_state(state: MaintenanceState, now: float) -> str:
     status = state.status(now)
     lines = [f"maintenance: {status}" + (f" ({state.mode})" if status in ("on", "upcoming") else "")]
     if state.enabled:
+        if state.scope is not None:
+            lines.append(f"paths:       {shown(', '.join(state.scope))} (only these)")
         if state.starts_at is not None:
             lines.append(f"starts at:   {format_time(state.starts_at)}")
         if state.ends_at is not None:
             lines.append(f"ends at:     {format_time(state.ends_at)}")
         if state.message:
-            lines.append(f"message:     {state.message}")
+            lines.append(f"message:     {shown(state.message)}")
     if state.reason:
-        lines.append(f"reason:      {state.reason}")
+        lines.append(f"reason:      {shown(state.reason)}")
     if state.updated_at is not None:
-        lines.append(f"changed:     {format_time(state.updated_at)} by {state.updated_by or 'unknown'}")
+        lines.append(f"changed:     {format_time(state.updated_at)} by {shown(state.updated_by) or 'unknown'}")
     lines.append(f"version:     {state.version}")
     return "\n".join(lines)
 
@@ -198,6 +228,7 @@ def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
             "starts_at": format_time(starts_at),
             "ends_at": format_time(ends_at),
             "reason": args.reason,
+            "scope": list(args.paths) if args.paths else None,
         }
         print(describe_state(MaintenanceState.from_item(client.set(body)), time.time()))
         return EXIT_OK
@@ -213,6 +244,7 @@ def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
             starts_at=starts_at,
             ends_at=ends_at,
             reason=args.reason,
+            scope=args.paths,
         ),
     )
     print(describe_state(state, time.time()))
@@ -256,14 +288,19 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
         if new.get("enabled") and (new.get("starts_at") or new.get("ends_at")):
             window = f" [{new.get('starts_at') or 'now'} .. {new.get('ends_at') or 'open-ended'}]"
         reason = f": {record['reason']}" if record.get("reason") else ""
-        print(f"v{record.get('version')}  {record.get('at')}  {record.get('by') or 'unknown'}  {change}{window}{reason}")
+        # History lines hold whatever was written, then: repaired so printing cannot fail.
+        print(safe_text(f"v{record.get('version')}  {record.get('at')}  {record.get('by') or 'unknown'}  {change}{window}{reason}"))
     return EXIT_OK
 
 
 def _onoff(item: dict[str, object]) -> str:
     if not item:
         return "(none)"
-    return f"on ({item.get('mode', 'full')})" if item.get("enabled") else "off"
+    if not item.get("enabled"):
+        return "off"
+    scope = item.get("scope")
+    paths = f" on {shown(', '.join(map(str, scope)))}" if isinstance(scope, list) and scope else ""
+    return f"on ({item.get('mode', 'full')}){paths}"
 
 
 def cmd_init_table(settings: Settings, args: argparse.Namespace) -> int:

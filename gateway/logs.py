@@ -12,6 +12,21 @@ from typing import Any
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
 
 
+def encodable(line: str) -> str:
+    """``line`` as text any UTF-8 stream can write: lone surrogates become ``\\udXXX`` escapes.
+
+    A line that cannot be encoded is not written at all (the handler reports a logging
+    error instead), and the audit line of a change must never be lost that way.
+    """
+    if line.isascii():
+        return line
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
+    return line
+
+
 def extras(record: logging.LogRecord) -> dict[str, Any]:
     """What a log call passed in ``extra=``: the structured part of the line."""
     return {key: value for key, value in vars(record).items() if key not in _STANDARD and not key.startswith("_")}
@@ -26,7 +41,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = extras(record)
-        return f"{line} {json.dumps(fields, default=str, ensure_ascii=False)}" if fields else line
+        return encodable(f"{line} {json.dumps(fields, default=str, ensure_ascii=False)}" if fields else line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,7 +55,15 @@ class JsonFormatter(logging.Formatter):
         payload.update(extras(record))
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        line = json.dumps(payload, default=str, ensure_ascii=False)
+        if line.isascii():
+            return line
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            # JSON escapes a lone surrogate as \\udXXX: still one valid JSON object a line.
+            return json.dumps(payload, default=str, ensure_ascii=True)
+        return line
 
 
 def logging_config(level: str, fmt: str) -> dict[str, Any]:

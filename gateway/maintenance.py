@@ -75,16 +75,18 @@ class MaintenanceResponder:
         retry_after = self.default_retry_after if until_end is None else until_end
         ends_at = format_time(state.ends_at)
         message = self.message_for(state)
+        payload: dict[str, object] = {
+            "error": "maintenance",
+            "message": message,
+            "mode": state.mode,
+            "retry_after": retry_after,
+            "ends_at": ends_at,
+        }
+        if state.scope is not None:
+            # Partial maintenance: the front end can tell which parts of the site are down.
+            payload["scope"] = list(state.scope)
         bodies = {
-            JSON: json_bytes(
-                {
-                    "error": "maintenance",
-                    "message": message,
-                    "mode": state.mode,
-                    "retry_after": retry_after,
-                    "ends_at": ends_at,
-                }
-            ),
+            JSON: json_bytes(payload),
             HTML: render_page(self.template, message, ends_at, retry_after).encode("utf-8"),
             TEXT: f"Service unavailable: {message}\n".encode(),
         }

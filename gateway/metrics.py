@@ -28,6 +28,7 @@ class Metrics:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.started = time.time()
+        self.websockets = WebSocketMetrics()
 
     def observe_upstream(self, seconds: float) -> None:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -77,6 +78,7 @@ def render(metrics: Metrics, gauges: Callable[[], dict[str, float | None]], stor
     for name in GAUGES:
         value = values.get(name)
         lines.append(f"{name} {value:.17g}" if value is not None else f"{name} NaN")
+    lines += websocket_lines(metrics.websockets)
     return "\n".join(lines) + "\n"
 
 
@@ -92,3 +94,45 @@ GAUGES = {
     "gateway_upstream_connections_idle": ("gauge", "Idle connections kept for reuse."),
     "gateway_start_time_seconds": ("gauge", "When this process started (Unix time)."),
 }
+
+
+class WebSocketMetrics:
+    """WebSockets relayed by this process: open now, traffic each way, how they ended."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.messages = {"client_to_upstream": 0, "upstream_to_client": 0}
+        self.bytes = {"client_to_upstream": 0, "upstream_to_client": 0}
+        # The close code the client was sent (or, when the client closed first, the one it sent).
+        self.closes_by_code: dict[int, int] = {}
+        self.refused = {"maintenance": 0, "overloaded": 0, "upstream": 0, "bad_request": 0}
+
+    def closed(self, code: int) -> None:
+        self.closes_by_code[code] = self.closes_by_code.get(code, 0) + 1
+
+
+def websocket_lines(websockets: WebSocketMetrics) -> list[str]:
+    lines = [
+        "# HELP gateway_websockets_open WebSockets being relayed now.",
+        "# TYPE gateway_websockets_open gauge",
+        f"gateway_websockets_open {websockets.open}",
+        "# HELP gateway_websocket_messages_total WebSocket messages relayed, by direction.",
+        "# TYPE gateway_websocket_messages_total counter",
+    ]
+    lines += [f'gateway_websocket_messages_total{{direction="{d}"}} {n}' for d, n in websockets.messages.items()]
+    lines += [
+        "# HELP gateway_websocket_bytes_total WebSocket payload bytes relayed, by direction.",
+        "# TYPE gateway_websocket_bytes_total counter",
+    ]
+    lines += [f'gateway_websocket_bytes_total{{direction="{d}"}} {n}' for d, n in websockets.bytes.items()]
+    lines += [
+        "# HELP gateway_websocket_closes_total Relayed WebSockets that ended, by close code.",
+        "# TYPE gateway_websocket_closes_total counter",
+    ]
+    lines += [f'gateway_websocket_closes_total{{code="{c}"}} {n}' for c, n in sorted(websockets.closes_by_code.items())]
+    lines += [
+        "# HELP gateway_websockets_refused_total WebSocket handshakes the gateway answered itself, by why.",
+        "# TYPE gateway_websockets_refused_total counter",
+    ]
+    lines += [f'gateway_websockets_refused_total{{reason="{r}"}} {n}' for r, n in websockets.refused.items()]
+    return lines

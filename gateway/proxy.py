@@ -11,10 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Protocol
+
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.bypass import COOKIE_NAME_BYTES as BYPASS_COOKIE
+from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.cors import CorsPolicy
-from gateway.forwarding import FORWARDING_HEADERS, REQUEST_DROPPED, TrustedPeers, connection_named, response_headers
+from gateway.forwarding import (
+    FORWARDING_HEADERS,
+    REQUEST_DROPPED,
+    TrustedPeers,
+    connection_named,
+    response_headers,
+    valid_host,
+    without_cookie,
+)
 from gateway.metrics import Metrics
 from gateway.http import JSON_TYPE, NO_STORE, body_headers, header_value, json_bytes, send_answer
 from gateway.upstream import UpstreamClosed, UpstreamConnection, UpstreamError, UpstreamPool
@@ -22,6 +34,9 @@ from gateway.upstream import UpstreamClosed, UpstreamConnection, UpstreamError, 
 logger = logging.getLogger("gateway.proxy")
 
 NO_BODY, LENGTH_BODY, CHUNKED_BODY = 0, 1, 2
+
+# Request headers the loop in ``request_head`` looks at (one set lookup for every other header).
+_EXAMINED = frozenset({b"content-length", b"host", b"cookie", BYPASS_HEADER})
 
 _ERROR_CODES = {
     400: "bad_request",
@@ -78,22 +93,35 @@ class Proxy:
         metrics: Metrics,
         body_timeout: float = 30.0,
         buffer_limit: int = 1 << 20,
+        load: Load | None = None,
+        max_buffering: int = 128,
+        body_min_rate: float = 0.0,
     ) -> None:
         self.metrics = metrics
         self.body_timeout = body_timeout
         self.buffer_limit = buffer_limit
+        self.load: Load = load if load is not None else _Unlimited()
+        # Requests receiving their body before Django is called: each holds up to
+        # ``buffer_limit`` bytes, so this bounds the memory bodies take (max_buffering x buffer_limit).
+        self.buffering = 0
+        self.max_buffering = max_buffering
+        self.body_min_rate = body_min_rate
         self.pool = pool
         self.cors = cors
         self.trusted = trusted
         self.read_timeout = read_timeout
         self.upstream_authority = upstream_authority
         self.errors = ErrorLog()
+        # The whole "x-maintenance-notice: ...\r\n" line while a notice applies, else b"": set by
+        # the app when the state changes or a window starts or ends, never built per request.
+        self.notice = b""
 
     def request_head(self, scope: Scope) -> tuple[bytes, int, bytes]:
         """The request line and headers for the upstream (without framing or the blank line),
         how the client framed the body, and its Content-Length if it sent one.
 
-        Raises _BadRequest for a header name Django would misread.
+        Raises _BadRequest for a request Django would misread: ambiguous framing, a header
+        name with an underscore, no Host in HTTP/1.1, two Hosts or an invalid one.
         """
         client = scope.get("client")
         peer = client[0] if client else ""
@@ -125,15 +153,30 @@ class Proxy:
                 if name == b"x-forwarded-host":
                     forwarded_host = value
                     continue
-            elif name == b"content-length":
-                # A length beside chunked, or two lengths, is how requests are smuggled (RFC 9112 6.3).
-                if body == CHUNKED_BODY or (length and length != value) or not value.isdigit():
-                    raise _BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
-                length = value
-                body = LENGTH_BODY
-                continue
-            elif name == b"host":
-                host = value
+            elif name in _EXAMINED:
+                if name == b"content-length":
+                    # A length beside chunked, or two lengths, is how requests are smuggled (RFC 9112 6.3).
+                    if body == CHUNKED_BODY or (length and length != value) or not value.isdigit():
+                        raise _BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
+                    length = value
+                    body = LENGTH_BODY
+                    continue
+                if name == b"host":
+                    # RFC 9112 3.2: more than one Host, or an invalid one, is refused with 400.
+                    if host is not None:
+                        raise _BadRequest("more than one Host header (RFC 9112 3.2)")
+                    if not valid_host(value):
+                        raise _BadRequest("invalid Host header (RFC 9112 3.2)")
+                    host = value
+                elif name == b"cookie":
+                    # The bypass cookie and header are the gateway's: Django (its logs, its
+                    # error reports) never sees them.
+                    if BYPASS_COOKIE in value:
+                        value = without_cookie(value, BYPASS_COOKIE)
+                        if not value:
+                            continue
+                else:  # the bypass header
+                    continue
             elif b"_" in name:
                 # WSGI turns X-User_Id and X-User-Id into the same HTTP_X_USER_ID: one could pose as the other.
                 raise _BadRequest(f"header {name.decode('latin-1')!r}: underscores are not allowed in header names")
@@ -141,6 +184,8 @@ class Proxy:
         if named:
             lines = [line for line in lines if line.split(b":", 1)[0] not in named]
         if host is None:
+            if scope["http_version"] == "1.1":
+                raise _BadRequest("no Host header (RFC 9112 3.2)")
             # An HTTP/1.0 client may omit Host; HTTP/1.1 requires one upstream.
             host = self.upstream_authority
             lines.append(b"host: %s\r\n" % host)
@@ -150,6 +195,8 @@ class Proxy:
         )
         lines.append(b"x-forwarded-proto: %s\r\n" % (forwarded_proto or scope["scheme"].encode("latin-1")))
         lines.append(b"x-forwarded-host: %s\r\n" % (forwarded_host or host))
+        if self.notice:
+            lines.append(self.notice)
         query = scope["query_string"]
         target = scope["raw_path"] + b"?" + query if query else scope["raw_path"]
         head = b"%s %s HTTP/1.1\r\n%s" % (scope["method"].encode("ascii"), target, b"".join(lines))
@@ -164,7 +211,8 @@ class Proxy:
                 message = head + b"\r\n"
                 more_body = False
             else:
-                message, more_body = await self._frame_body(head, body_kind, length, receive)
+                pace = _BodyPace()
+                message, more_body = await self._frame_body(head, body_kind, length, receive, pace)
         except _ClientGone:
             return
         except _BadRequest as exc:
@@ -172,6 +220,10 @@ class Proxy:
             return
         except _BodyTimeout:
             await self.answer_error(408, scope, send)
+            return
+        except _Overloaded:
+            self.metrics.overloaded += 1
+            await self.answer_error(503, scope, send, close=True)
             return
 
         # A request whose whole body is in hand can be sent again on a new
@@ -185,7 +237,8 @@ class Proxy:
             try:
                 connection.begin(message, head_request=head_request)
                 if more_body:
-                    await self._stream_request(connection, body_kind, receive)
+                    connection.keep_early_answer()
+                    await self._stream_request(connection, body_kind, receive, pace)
                 if connection.closed and not connection.received_any:
                     raise UpstreamClosed("the upstream closed the connection", before_response=True)
                 if not connection.headers_complete:
@@ -226,23 +279,41 @@ class Proxy:
             if connection is not None:
                 connection.abort()
 
-    async def _frame_body(self, head: bytes, body_kind: int, length: bytes, receive: Receive) -> tuple[bytes, bool]:
+    async def _frame_body(
+        self, head: bytes, body_kind: int, length: bytes, receive: Receive, pace: _BodyPace
+    ) -> tuple[bytes, bool]:
         """The head with its framing and the body read so far, and whether more is to come.
 
         A body of up to ``request_buffer_bytes`` is read whole before Django is
         called, so a slow client holds no Django worker while it uploads; such a
         body is sent with a Content-Length even if the client sent it chunked
         (Django cannot read a chunked body). A bigger one streams.
+
+        While it is read the request does not count against GATEWAY_MAX_IN_FLIGHT: a client
+        still sending its body takes no place from requests that are ready (else a thousand
+        slow uploads shut everyone else out). It counts against GATEWAY_MAX_BUFFERING_BODIES
+        instead, which bounds the memory bodies hold, and must keep to a minimum pace (``_receive``).
         """
-        pieces = []
-        size = 0
-        more_body = True
-        while more_body and size <= self.buffer_limit:
-            received = await self._receive(receive)
-            piece = received.get("body", b"")
-            pieces.append(piece)
-            size += len(piece)
-            more_body = received.get("more_body", False)
+        if self.buffering >= self.max_buffering:
+            raise _Overloaded
+        load = self.load
+        load.in_flight -= 1
+        self.buffering += 1
+        try:
+            pieces = []
+            size = 0
+            more_body = True
+            while more_body and size <= self.buffer_limit:
+                received = await self._receive(receive, pace)
+                piece = received.get("body", b"")
+                pieces.append(piece)
+                size += len(piece)
+                more_body = received.get("more_body", False)
+        finally:
+            self.buffering -= 1
+            load.in_flight += 1
+        if load.in_flight > load.max_in_flight:
+            raise _Overloaded  # ready now, but every place is taken meanwhile
         body = b"".join(pieces)
         if not more_body:
             return b"%scontent-length: %d\r\n\r\n%s" % (head, len(body), body), False
@@ -250,30 +321,49 @@ class Proxy:
             return head + b"transfer-encoding: chunked\r\n\r\n" + _chunk(body), True
         return b"%scontent-length: %s\r\n\r\n%s" % (head, length, body), True
 
-    async def _receive(self, receive: Receive) -> Message:
-        """The next piece of the request body; a client too slow to send one gets a 408."""
+    async def _receive(self, receive: Receive, pace: _BodyPace) -> Message:
+        """The next piece of the request body; a client too slow gets a 408.
+
+        Too slow: nothing for GATEWAY_CLIENT_BODY_TIMEOUT seconds (nginx's client_body_timeout),
+        or, once that much waiting is spent, less than GATEWAY_CLIENT_BODY_MIN_RATE bytes a
+        second on average (Apache's mod_reqtimeout MinRate). The timeout alone lets 100 bytes
+        every 10 s hold a request for hours; the rate bounds how long any body can take. Only
+        time spent waiting for the client counts, not time the upstream takes to read.
+        """
+        timeout = self.body_timeout
+        if self.body_min_rate:
+            timeout = min(timeout, timeout + pace.received / self.body_min_rate - pace.waited)
+            if timeout <= 0:
+                raise _BodyTimeout
+        started = time.monotonic()
         try:
-            async with asyncio.timeout(self.body_timeout):
+            async with asyncio.timeout(timeout):
                 message = await receive()
         except TimeoutError:
             raise _BodyTimeout from None
+        pace.waited += time.monotonic() - started
         if message["type"] == "http.disconnect":
             raise _ClientGone
+        pace.received += len(message.get("body", b""))
         return message
 
-    async def _stream_request(self, connection: UpstreamConnection, body_kind: int, receive: Receive) -> None:
+    async def _stream_request(
+        self, connection: UpstreamConnection, body_kind: int, receive: Receive, pace: _BodyPace
+    ) -> None:
         """The rest of a body too big to buffer, as it arrives."""
         more_body = True
         while more_body:
-            received = await self._receive(receive)
+            received = await self._receive(receive, pace)
             data = received.get("body", b"")
             more_body = received.get("more_body", False)
             if body_kind == CHUNKED_BODY:
                 data = _chunk(data) + (b"" if more_body else b"0\r\n\r\n")
             if data:
                 await connection.write(data)
-            if connection.closed:
-                return  # the upstream answered early or went away; its response says which
+            if connection.closed or (connection.headers_complete and not connection.keep_alive):
+                # The upstream answered early and is closing (RFC 9112 9.5: stop sending the
+                # body), or went away; its response, if any, is what the client gets.
+                return
 
     async def _stream_body(self, connection: UpstreamConnection, receive: Receive, send: Send) -> None:
         """Relay a body that is still arriving, watching for the client leaving meanwhile.
@@ -305,13 +395,15 @@ class Proxy:
             if not watcher.done():
                 watcher.cancel()
 
-    async def answer_error(self, status: int, scope: Scope, send: Send, message: str | None = None) -> None:
+    async def answer_error(
+        self, status: int, scope: Scope, send: Send, message: str | None = None, *, close: bool = False
+    ) -> None:
         """The gateway's own JSON error, with the same CORS headers as its maintenance answer."""
         body = _ERROR_BODIES[status] if message is None else json_bytes({"error": _ERROR_CODES[status], "message": message})
         headers = body_headers(JSON_TYPE, body) + [NO_STORE, (b"vary", b"Origin")]
         if status == 503:
             headers.append((b"retry-after", b"1"))
-        elif status in (400, 408):
+        if close or status in (400, 408):
             # The rest of the request body was not read: the connection cannot carry another request.
             headers.append((b"connection", b"close"))
         headers += self.cors.simple_headers(header_value(scope["headers"], b"origin"))
@@ -328,6 +420,33 @@ class _BodyTimeout(Exception):
 
 class _BadRequest(Exception):
     """A request the gateway will not pass on."""
+
+
+class _Overloaded(Exception):
+    """No place for this request now (GATEWAY_MAX_BUFFERING_BODIES or GATEWAY_MAX_IN_FLIGHT)."""
+
+
+class Load(Protocol):
+    """The requests being handled (the app counts them; ``_frame_body`` lends a place out)."""
+
+    in_flight: int
+    max_in_flight: int
+
+
+class _Unlimited:
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.max_in_flight = 1 << 62
+
+
+class _BodyPace:
+    """How much of one request body has arrived, and how long the gateway waited for it."""
+
+    __slots__ = ("received", "waited")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.waited = 0.0
 
 
 async def _until_disconnect(receive: Receive) -> None:

@@ -46,7 +46,12 @@ def serve(settings: Settings) -> int:
         workers=settings.workers,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http=PROTOCOLS[settings.http_parser],
-        # h11 enforces the header limit itself; the httptools protocol counts it.
+        # WebSockets: a stop that drains them (gateway/websocket_server.py), and their limits.
+        ws="gateway.websocket_server:DrainingWebSocketProtocol",
+        ws_max_size=settings.websocket_max_message_bytes,
+        ws_ping_interval=settings.websocket_ping_interval,
+        ws_per_message_deflate=settings.websocket_per_message_deflate,
+        # Both protocols count the head limit as the bytes arrive (gateway/server_protocols.py).
         h11_max_incomplete_event_size=settings.max_header_bytes,
         lifespan="on",
         # The gateway sets X-Forwarded-* itself, from the real peer address.

@@ -1,14 +1,32 @@
-"""uvicorn's HTTP protocols with the limits a reverse proxy needs and uvicorn lacks.
+"""uvicorn's HTTP protocols with the connection limits a reverse proxy needs and uvicorn lacks.
 
-uvicorn times out idle keep-alive connections but not a request whose headers
-trickle in (slowloris), and its httptools protocol puts no bound on the size of
-the header block. These subclasses add both, for either parser:
+uvicorn times out a keep-alive connection that stays silent after an answer, and
+nothing else at the connection level. These subclasses bound every other state a
+connection can be in, for either parser:
 
-- ``GATEWAY_CLIENT_HEADER_TIMEOUT``: a request's head must arrive within this many
-  seconds of its first byte (or of the connection opening), or the connection is
-  closed;
-- ``GATEWAY_MAX_HEADER_BYTES``: a bigger header block is refused with a 400
-  (httptools: counted here; h11: its own incomplete-event limit, set by the server).
+- a request head (request line and headers) must arrive within
+  ``GATEWAY_CLIENT_HEADER_TIMEOUT`` seconds of its first byte (or of the
+  connection opening), and may not be larger than ``GATEWAY_MAX_HEADER_BYTES``
+  (400, connection closed). The bytes are counted as they arrive, so an endless
+  request line or header value holds no more memory than the limit and one read;
+- a request body the answer did not wait for (a 503 to an upload, a 401 from the
+  admin API) must be finished within ``GATEWAY_CLIENT_BODY_TIMEOUT`` seconds, as
+  nginx's ``lingering_time``; bytes after an answer that start no new request count
+  the same (uvicorn stops its keep-alive timer on any byte and never restarts it);
+- an answer the client does not read: once the gateway's unsent bytes have not
+  moved for ``GATEWAY_CLIENT_SEND_TIMEOUT`` seconds the connection is dropped, as
+  nginx's ``send_timeout`` (``close()`` alone would wait for ever to flush them);
+- while the application handles a request, its own timeouts apply (a body's
+  pieces, the upstream's answer); as a backstop for a route that reads a body
+  without one, a request whose body has not moved for twice
+  ``GATEWAY_CLIENT_BODY_TIMEOUT`` while the server was reading is closed.
+
+One sweeper task per event loop looks at every connection a few times a second:
+no timer per request, and on the httptools path no work per request beyond a few
+attribute writes and a byte count while a head is arriving.
+
+The h11 protocol also reads request targets and methods as the httptools one
+(llhttp) does, so the same bytes get the same answer whichever parser runs.
 """
 
 from __future__ import annotations
@@ -17,8 +35,9 @@ import asyncio
 import functools
 import logging
 import re
-from typing import Any
+from typing import Any, NoReturn
 
+import h11
 import httptools
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -26,6 +45,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway.settings import Settings, load_settings
 
 logger = logging.getLogger("gateway.server")
+
+INVALID_REQUEST = "Invalid HTTP request received."
 
 
 @functools.cache
@@ -38,80 +59,124 @@ class HeadersTooLarge(httptools.HttpParserError):
     """A parser error, so uvicorn handles it as it handles any malformed request."""
 
 
-class _RequestHeadGuard:
-    """The head-of-request timer and checks, shared by both protocols (a mixin placed before
-    the uvicorn protocol, whose methods it extends)."""
+class _ConnectionLimits:
+    """The per-connection state the sweeper reads, shared by both protocols (a mixin placed
+    before the uvicorn protocol, whose methods it extends)."""
 
     transport: asyncio.Transport
-    cycle: Any
     loop: asyncio.AbstractEventLoop
+    cycle: Any
+    timeout_keep_alive_task: asyncio.TimerHandle | None
 
-    def _init_guard(self) -> None:
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._head_timeout = _settings().client_header_timeout
-        self._max_header_bytes = _settings().max_header_bytes
+    def _init_limits(self, settings: Settings) -> None:
+        self._header_timeout = settings.client_header_timeout
+        self._linger_timeout = settings.client_body_timeout
+        self._send_timeout = settings.client_send_timeout
+        # The phase the sweeper last saw this connection in, and since when.
+        self._phase_key: object = None
+        self._phase_since = 0.0
+        # Unsent bytes: how many at the last sweep, since when they have not moved.
+        self._unsent_bytes = 0
+        self._unsent_since: float | None = None
+        self._write_resumed = False
+        # Bytes read from the client: the sweeper tells a stalled request body by them.
+        self._bytes_received = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[misc]
-        self._arm_head_timer()
+    def resume_writing(self) -> None:
+        # The client read enough for the transport's buffer to drain below its low mark.
+        self._write_resumed = True
+        super().resume_writing()  # type: ignore[misc]
 
-    def data_received(self, data: bytes) -> None:
-        if not self._request_in_progress():
-            self._arm_head_timer()
-            if self._refuse_head(data):
+    def shutdown(self) -> None:
+        """uvicorn's graceful stop closes every connection without a request in progress, a
+        fresh one too; but a client that just connected has its request on the way (or already
+        unread in the socket, and closing over unread bytes resets the connection). Such a
+        connection gets ``DRAIN_GRACE`` seconds for its request to begin, is answered, then closed.
+        """
+        if self.cycle is not None:
+            super().shutdown()  # type: ignore[misc]
+            return
+        self._drain_deadline = self.loop.time() + DRAIN_GRACE
+        self._drain_step()
+
+    def _drain_step(self) -> None:
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None:
+            if self.loop.time() > self._drain_deadline and not self._request_begun():
+                self.transport.close()
                 return
-        super().data_received(data)  # type: ignore[misc]
-        if self._request_in_progress():
-            self._disarm_head_timer()
-            self._head_complete()
+        elif cycle.response_complete:
+            super().shutdown()  # type: ignore[misc]
+            return
+        else:
+            cycle.keep_alive = False  # uvicorn closes the connection after this answer
+            return
+        self.loop.call_later(0.02, self._drain_step)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
-        super().connection_lost(exc)  # type: ignore[misc]
+    def _request_begun(self) -> bool:
+        raise NotImplementedError
 
-    def _refuse_head(self, data: bytes) -> bool:
-        """Whether to refuse the request head ``data`` belongs to (and close the connection)."""
-        return False
+    def _phase(self) -> tuple[object, float | None, float, str] | None:
+        """What the connection is waiting for, when no one else times it: a key that changes
+        with the phase, when it began (None: when first seen), its bound, and what it means."""
+        raise NotImplementedError
 
-    def _head_complete(self) -> None:
-        pass
+    def _sweep(self, now: float) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        unsent = transport.get_write_buffer_size()
+        if unsent == 0:
+            self._unsent_since = None
+        else:
+            if self._unsent_since is None or unsent < self._unsent_bytes or self._write_resumed:
+                self._unsent_since = now
+                self._write_resumed = False
+            self._unsent_bytes = unsent
+            if now - self._unsent_since > self._send_timeout:
+                _log_cut("a client that left %d bytes of its answer unread for %g s", unsent, self._send_timeout)
+                transport.abort()  # close() would wait for the client to read them
+                return
+        if transport.is_closing():
+            return
+        phase = self._phase()
+        if phase is None:
+            self._phase_key = None
+            return
+        key, started, bound, what = phase
+        if started is None:
+            if key != self._phase_key:
+                self._phase_key, self._phase_since = key, now
+            started = self._phase_since
+        if now - started > bound:
+            _log_cut("a connection whose %s within %g s", what, bound)
+            transport.close()
 
-    def _request_in_progress(self) -> bool:
-        return self.cycle is not None and not self.cycle.response_complete
 
-    def _arm_head_timer(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+# Seconds a connection accepted just before a graceful stop gets for its request to begin.
+DRAIN_GRACE = 1.0
 
-    def _disarm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if not self._request_in_progress() and not self.transport.is_closing():
-            logger.info(
-                "closing a connection whose request head did not arrive within %g s",
-                self._head_timeout,
-                extra={"event": "client_header_timeout"},
-            )
-            self.transport.close()
+_HEAD_PENDING = "request head did not arrive"
+_BODY_STALLED = "request body stopped arriving"
+_BODY_OWED = "request body, not waited for by the answer, did not end"
 
 
-class GatewayHttpToolsProtocol(HttpToolsProtocol):
-    """httptools with a header-size limit and a head timeout that cost a request almost nothing.
+def _log_cut(message: str, *args: object) -> None:
+    logger.info("closing " + message, *args, extra={"event": "client_connection_limit"})
 
-    Instead of a timer per request, the start of each request head is noted
-    (two attribute writes) and one sweeper per process closes the connections
-    whose head has been arriving for too long.
-    """
+
+class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
+    """httptools with a head size limit and connection timeouts that cost a request almost nothing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         settings = _settings()
+        self._init_limits(settings)
         self._max_header_bytes = settings.max_header_bytes
-        self._header_bytes = 0
+        self._head_size = 0  # the request line and the complete headers, as the parser reports them
+        self._head_bytes_received = 0  # raw bytes of reads that found a head arriving
         self._head_started: float | None = None
         self._cycle_at_head_start: Any = None
 
@@ -119,32 +184,105 @@ class GatewayHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_started = self.loop.time()  # silence counts too: a client that never speaks
         self._cycle_at_head_start = None
-        _HeadSweeper.ensure_running(self.loop, self.connections)
+        _Sweeper.ensure_running(self.loop, self.connections)
+
+    def data_received(self, data: bytes) -> None:
+        # A head is arriving while the newest request is the one it started after. The
+        # parser keeps an unfinished header value (or URL) in memory whole, so its bytes
+        # are counted here, before the parser sees them. The read in which a head begins
+        # is not counted (the head's start in it is not known); the parser's own reports
+        # (on_url, on_header) measure every complete head exactly.
+        if self.cycle is self._cycle_at_head_start:
+            received = self._head_bytes_received + len(data)
+            if received > self._max_header_bytes:
+                self._receive_past_head_limit(data)
+                return
+            self._head_bytes_received = received
+        self._bytes_received += len(data)
+        _uvicorn_data_received(self, data)  # not super(): this runs for every read
+
+    def _receive_past_head_limit(self, data: bytes) -> None:
+        room = self._max_header_bytes - self._head_bytes_received
+        self._head_bytes_received = self._max_header_bytes
+        super().data_received(data[:room])
+        if self.transport.is_closing():
+            return
+        if self.cycle is not self._cycle_at_head_start:
+            # The head ended within the limit; the rest is its body or the next request.
+            self.data_received(data[room:])
+            return
+        logger.info("refusing a request head larger than %d bytes", self._max_header_bytes, extra={"event": "bad_request"})
+        self.send_400_response(INVALID_REQUEST)
 
     def on_message_begin(self) -> None:
-        self._header_bytes = 0
+        self._head_size = 0
+        self._head_bytes_received = 0
         self._head_started = self.loop.time()
         self._cycle_at_head_start = self.cycle  # a new cycle appears once the head is complete
         super().on_message_begin()
 
+    def on_url(self, url: bytes) -> None:
+        # uvicorn's own on_url (0.30 to 0.54), inlined, with the request line counted in the head.
+        self.url += url
+        self._head_size += len(url)
+        if self._head_size > self._max_header_bytes:
+            raise HeadersTooLarge(f"request target larger than {self._max_header_bytes} bytes")
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self._max_header_bytes:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_header_bytes:
             # Raised inside the parser's callback: uvicorn answers 400 and closes the connection.
-            raise HeadersTooLarge(f"request headers larger than {self._max_header_bytes} bytes")
+            raise HeadersTooLarge(f"request head larger than {self._max_header_bytes} bytes")
         # uvicorn's own on_header (0.30 to 0.54), inlined: this runs for every header of every request.
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
         self.headers.append((name, value))
 
-    def head_overdue(self, now: float, timeout: float) -> bool:
-        started = self._head_started
-        return started is not None and self.cycle is self._cycle_at_head_start and now - started > timeout
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # Trailers are never header fields (RFC 9110 6.5.1), but llhttp reports a chunked body's
+        # trailer fields through on_header too, and this list is already the request's
+        # scope["headers"]: from here on, on_header fills a fresh list that nothing reads (still
+        # counted against the head-size limit). An upgrade request keeps its list: uvicorn
+        # reads it again once the parser stops.
+        if not self.parser.should_upgrade():
+            self.headers = []
+
+    def _request_begun(self) -> bool:
+        return self.headers is not None  # uvicorn sets it when a message begins
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # llhttp parses nothing more after a request that asks for an upgrade (or CONNECT):
+        # later bytes would be ignored until the keep-alive timer. Answer it, then close.
+        super()._unsupported_upgrade_warning()
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self.transport.close()
+        else:
+            cycle.keep_alive = False
+
+    def _phase(self) -> tuple[object, float | None, float, str] | None:
+        cycle = self.cycle
+        if cycle is self._cycle_at_head_start:
+            return _HEAD_PENDING, self._head_started, self._header_timeout, _HEAD_PENDING
+        if cycle.response_complete and self.timeout_keep_alive_task is None:
+            # Answered, and bytes came since that began no new request (uvicorn's keep-alive
+            # timer stops on any byte): the rest of a body the answer did not wait for, or
+            # what the parser ignores after an upgrade request.
+            return cycle, None, self._linger_timeout, _BODY_OWED
+        if cycle.more_body and not cycle.response_complete and not self.flow.read_paused:
+            # The application waits for a body (or will): the proxy answers a stalled one with
+            # a 408 after GATEWAY_CLIENT_BODY_TIMEOUT; this catches a route without such a timer.
+            return (cycle, self._bytes_received), None, 2 * self._linger_timeout, _BODY_STALLED
+        return None
 
 
-class _HeadSweeper:
-    """One task per event loop that closes connections whose request head is overdue."""
+_uvicorn_data_received = HttpToolsProtocol.data_received
+
+
+class _Sweeper:
+    """One task per event loop that closes the connections past one of their limits."""
 
     _running: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
@@ -153,64 +291,137 @@ class _HeadSweeper:
         task = cls._running.get(loop)
         if task is None or task.done():
             # Held in the class: the loop keeps only a weak reference to tasks.
-            cls._running[loop] = loop.create_task(cls._sweep(connections), name="gateway-head-sweeper")
+            cls._running[loop] = loop.create_task(cls._sweep(connections), name="gateway-connection-sweeper")
 
     @staticmethod
     async def _sweep(connections: set[Any]) -> None:
-        timeout = _settings().client_header_timeout
+        settings = _settings()
+        shortest = min(settings.client_header_timeout, settings.client_body_timeout, settings.client_send_timeout)
+        interval = min(1.0, shortest / 4)
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
+            await asyncio.sleep(interval)
             now = loop.time()
             for protocol in list(connections):
-                if isinstance(protocol, GatewayHttpToolsProtocol) and protocol.head_overdue(now, timeout):
-                    if not protocol.transport.is_closing():
-                        logger.info(
-                            "closing a connection whose request head did not arrive within %g s",
-                            timeout,
-                            extra={"event": "client_header_timeout"},
-                        )
-                        protocol.transport.close()
+                if isinstance(protocol, _ConnectionLimits):
+                    protocol._sweep(now)
 
 
-class GatewayH11Protocol(_RequestHeadGuard, H11Protocol):
+class GatewayH11Protocol(_ConnectionLimits, H11Protocol):
+    conn: h11.Connection
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._init_guard()
-        self._previous_bytes = b""  # the end of the last piece, for a CR LF split between two
-        self._head_size = 0
+        settings = _settings()
+        self._init_limits(settings)
+        self.conn = _LlhttpCompatibleConnection(settings.max_header_bytes)
 
-    def _head_complete(self) -> None:
-        self._head_size = 0
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        _Sweeper.ensure_running(self.loop, self.connections)
 
-    def _refuse_head(self, data: bytes) -> bool:
-        """Refuse a request head over the size limit, or with bare LF line ends or folded lines
-        (as llhttp does).
+    def data_received(self, data: bytes) -> None:
+        self._bytes_received += len(data)
+        super().data_received(data)
 
-        h11 accepts both; a front proxy might read them otherwise, and two parsers
-        that split a byte stream differently are how requests get smuggled
-        (RFC 9112 2.2, 5.2).
-        """
-        end = data.find(b"\r\n\r\n")
-        head = self._previous_bytes + (data if end < 0 else data[:end])
-        self._previous_bytes = data[-2:]
-        # h11's own limit only counts a head still incomplete; a whole one in one piece passes it.
-        self._head_size += len(data) if end < 0 else end
-        if _MALFORMED_HEAD.search(head) is None and self._head_size <= self._max_header_bytes:
-            return False
-        logger.info("refusing a malformed or oversized request head", extra={"event": "bad_request"})
-        self.transport.write(_BAD_HEAD_ANSWER)
-        self.transport.close()
-        return True
+    def _request_begun(self) -> bool:
+        return len(self.conn._receive_buffer) > 0 or self.conn.their_state is not h11.IDLE
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # As llhttp (above): nothing after a request asking for an upgrade that is not taken
+        # is read as a request; h11 would go on parsing. Answer it, then close.
+        super()._unsupported_upgrade_warning()
+        self.conn._cstate.process_keep_alive_disabled()
+
+    def _phase(self) -> tuple[object, float | None, float, str] | None:
+        if self.timeout_keep_alive_task is not None:
+            return None  # silent since the last answer: uvicorn's keep-alive timer
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if self.conn.their_state is h11.SEND_BODY and not self.flow.read_paused:
+                # As for httptools: a backstop behind the application's own body timeout.
+                return (cycle, self._bytes_received), None, 2 * self._linger_timeout, _BODY_STALLED
+            return None  # the application's own timeouts
+        if self.conn.their_state is h11.IDLE:
+            return (_HEAD_PENDING, cycle), None, self._header_timeout, _HEAD_PENDING
+        return cycle, None, self._linger_timeout, _BODY_OWED
+
+
+# What llhttp accepts as a method in HTTP mode (httptools 0.6 to 0.9). PRI is left out:
+# llhttp takes it only as HTTP/2's connection preface, which uvicorn refuses.
+LLHTTP_METHODS = frozenset(
+    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH "
+    b"UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE "
+    b"UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
+)
 
 # A LF without its CR, or a line that starts with white space (obsolete folding).
 _MALFORMED_HEAD = re.compile(rb"(?<!\r)\n|\r\n[ \t]")
-_BAD_HEAD_BODY = b"Invalid HTTP request received."
-_BAD_HEAD_ANSWER = (
-    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-    b"content-length: %d\r\n\r\n%s" % (len(_BAD_HEAD_BODY), _BAD_HEAD_BODY)
-)
+
+
+class _LlhttpCompatibleConnection(h11.Connection):
+    """h11, refusing what llhttp refuses and reading request targets as uvicorn's httptools
+    protocol does.
+
+    h11 accepts bare LF line ends, folded lines, any method token and any target;
+    llhttp does not, and uvicorn's httptools protocol keeps only the path and query of
+    a target (an absolute-form ``http://host/path`` is routed by its path). Two parsers
+    that read the same bytes differently are how requests get smuggled or routed past
+    a check (RFC 9112 2.2, 3.2, 5.2).
+    """
+
+    def __init__(self, max_head_bytes: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        self._max_head_bytes = max_head_bytes
+        self._head_checked = 0  # bytes at the start of the buffer already found well-formed
+
+    def next_event(self) -> Any:
+        if self.their_state is h11.IDLE:
+            self._check_head()
+        event = super().next_event()
+        if type(event) is h11.Request:
+            self._head_checked = 0
+            return self._as_llhttp_reads_it(event)
+        return event
+
+    def _check_head(self) -> None:
+        """Refuse a head in the buffer over the size limit (complete or not; h11's own limit
+        counts only an incomplete one) or malformed."""
+        buffer: bytearray = self._receive_buffer._data
+        # Only the bytes that came since the last look (and the three before them, for a
+        # line end split between two reads): a head trickling in is not scanned over and over.
+        resume = max(0, self._head_checked - 3)
+        end = buffer.find(b"\r\n\r\n", resume)
+        size = len(buffer) if end < 0 else end + 2
+        if size > self._max_head_bytes:
+            self._refuse(f"request head larger than {self._max_head_bytes} bytes")
+        if _MALFORMED_HEAD.search(buffer, resume, size):
+            self._refuse("bare LF or folded line in the request head")
+        self._head_checked = size
+
+    def _as_llhttp_reads_it(self, event: h11.Request) -> h11.Request:
+        if event.method not in LLHTTP_METHODS:
+            self._refuse("unknown method")
+        try:
+            url = httptools.parse_url(event.target)
+        except httptools.HttpParserError:
+            self._refuse("invalid request target")
+        if url.path is None:
+            self._refuse("request target without a path")
+        target = url.path + b"?" + url.query if url.query else url.path
+        if target == event.target:
+            return event
+        return h11.Request(
+            method=event.method, headers=event.headers, target=target, http_version=event.http_version, _parsed=True
+        )
+
+    def _refuse(self, reason: str) -> NoReturn:
+        logger.info("refusing a malformed request: %s", reason, extra={"event": "bad_request"})
+        # As h11 does for its own errors: the client's side is broken, and uvicorn may
+        # still send its 400 before closing.
+        self._process_error(self.their_role)
+        raise h11.RemoteProtocolError(reason, error_status_hint=400)
+
 
 PROTOCOLS = {
     "httptools": "gateway.server_protocols:GatewayHttpToolsProtocol",

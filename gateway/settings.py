@@ -81,6 +81,11 @@ def parse_http_url(raw: str) -> str:
     return f"http://{parts.netloc}"
 
 
+def parse_optional_http_url(raw: str) -> str:
+    """Empty (use another setting's URL) or an ``http://host:port`` URL."""
+    return parse_http_url(raw) if raw.strip() else ""
+
+
 def parse_store(raw: str) -> str:
     # The store module owns the grammar; importing it lazily keeps this module free of cycles.
     from gateway.stores import parse_store_url
@@ -236,6 +241,12 @@ FIELDS: tuple[Field, ...] = (
     Field("http_parser", _choice("httptools", "h11"), "httptools", "HTTP/1.1 parser for clients: httptools (fast) or h11 (pure Python)"),
     Field("client_header_timeout", _number(float, 0, True), "30", "seconds a request's head may take to arrive"),
     Field("client_body_timeout", _number(float, 0, True), "30", "seconds between two pieces of a request body (then 408)"),
+    Field(
+        "client_send_timeout",
+        _number(float, 0, True),
+        "60",
+        "seconds a client may leave the gateway's answer unread before the connection is dropped",
+    ),
     Field("max_header_bytes", _number(int, 1024, False), "32768", "largest request header block (then 400)"),
     Field("max_in_flight", _number(int, 1, False), "1000", "requests handled at once; more get a quick 503 with CORS"),
     Field(
@@ -243,6 +254,18 @@ FIELDS: tuple[Field, ...] = (
         _number(int, 0, False),
         "1048576",
         "request bodies up to this size are read whole before Django is called, so slow clients do not hold Django",
+    ),
+    Field(
+        "max_buffering_bodies",
+        _number(int, 1, False),
+        "128",
+        "requests receiving their body at once (not counted in max_in_flight); more get a quick 503",
+    ),
+    Field(
+        "client_body_min_rate",
+        _number(float, 0, False),
+        "500",
+        "bytes a second a request body must average once client_body_timeout of waiting is spent (then 408); 0: off",
     ),
     Field("upstream_url", parse_http_url, "http://127.0.0.1:8000", "where Django listens"),
     Field("upstream_connect_timeout", _number(float, 0, True), "5", "seconds to open an upstream connection (then 504)"),
@@ -254,6 +277,31 @@ FIELDS: tuple[Field, ...] = (
         "seconds an idle upstream connection is kept; keep below the upstream's keep-alive (gunicorn: 2)",
     ),
     Field("upstream_max_idle", _number(int, 0, False), "64", "idle upstream connections kept for reuse"),
+    Field(
+        "websocket_upstream_url",
+        parse_optional_http_url,
+        "",
+        "where Django serves WebSockets (an ASGI server); empty: GATEWAY_UPSTREAM_URL",
+    ),
+    Field("websocket_max_connections", _number(int, 1, False), "1000", "open WebSockets per process; more are refused (1013)"),
+    Field(
+        "websocket_max_message_bytes",
+        _number(int, 1024, False),
+        "1048576",
+        "largest WebSocket message either way; a bigger one closes the socket with 1009",
+    ),
+    Field(
+        "websocket_ping_interval",
+        _number(float, 0, True),
+        "20",
+        "seconds between the gateway's pings to each WebSocket client (a client that stops answering is closed)",
+    ),
+    Field(
+        "websocket_per_message_deflate",
+        parse_bool,
+        "false",
+        "offer permessage-deflate compression to WebSocket clients",
+    ),
     Field("store", parse_store, "file:maintenance-state.json", "file:PATH, memory: or dynamodb://TABLE?key=KEY&..."),
     Field("refresh_interval", _number(float, 0, True), "2", "seconds between background store reads"),
     Field("fail_mode", _choice("open", "closed"), "open", "open: serve, closed: answer 503, while the store was never read"),
@@ -293,14 +341,22 @@ class Settings:
     http_parser: str
     client_header_timeout: float
     client_body_timeout: float
+    client_send_timeout: float
     max_header_bytes: int
     max_in_flight: int
     request_buffer_bytes: int
+    max_buffering_bodies: int
+    client_body_min_rate: float
     upstream_url: str
     upstream_connect_timeout: float
     upstream_read_timeout: float
     upstream_idle_timeout: float
     upstream_max_idle: int
+    websocket_upstream_url: str
+    websocket_max_connections: int
+    websocket_max_message_bytes: int
+    websocket_ping_interval: float
+    websocket_per_message_deflate: bool
     store: str
     refresh_interval: float
     fail_mode: str

@@ -17,17 +17,86 @@ MODES = ("full", "read-only")
 MAX_MESSAGE_LENGTH = 2000
 MAX_REASON_LENGTH = 500
 MAX_ACTOR_LENGTH = 200
+# A scope is a short list of path prefixes: it travels in every notice header Django receives.
+MAX_SCOPE_PREFIXES = 16
+MAX_PREFIX_LENGTH = 200
+# Versions stay exact in JSON readers that hold numbers as doubles (JavaScript front ends, jq).
+MAX_VERSION = 2**53 - 1
+# The instants datetime (and so ISO-8601 text) can name: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
+MIN_TIME = -62135596800.0
+MAX_TIME = 253402300799.999
+_TEXT_FIELDS = ("mode", "message", "reason", "updated_by")
 
 # The store item's schema; an item of a newer schema is refused rather than misread.
-SCHEMA_VERSION = 1
+# Schema 2 added ``scope``. An unscoped state is still written as schema 1, so during a
+# rolling deploy the older gateways keep reading it; a scoped one is written as schema 2,
+# which they refuse (keeping their last good state) instead of reading it as the whole site.
+SCHEMA_VERSION = 2
+UNSCOPED_SCHEMA_VERSION = 1
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every lone UTF-16 surrogate replaced by U+FFFD, so it always encodes as UTF-8.
+
+    A surrogate pair split over two code points (as a JSON ``\\ud83d\\ude00`` escape may leave
+    it) is joined into its character; anything else that is not a character becomes U+FFFD.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 def format_time(ts: float | None) -> str | None:
     if ts is None:
         return None
-    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
-    text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
+    # Whole milliseconds first: a float such as 253402300799.999 is 0.998999... after the point.
+    seconds, millis = divmod(round(ts * 1000), 1000)
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=millis * 1000)
+    text = moment.isoformat(timespec="milliseconds" if millis else "seconds")
     return text.replace("+00:00", "Z")
+
+
+def normalised_prefix(prefix: str) -> str:
+    """A scope prefix as the state keeps it: starting and ending with "/" (whole segments)."""
+    if not prefix.startswith("/"):
+        prefix = "/" + prefix
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def parse_scope(value: Any) -> tuple[str, ...] | None:
+    """The scope an operator asks for (a list of path prefixes, or null / [] for the whole
+    site), checked as a write must be; raises StateError naming ``scope``.
+
+    Refused: a prefix with a dot-segment ("." or "..": no request path is ever under it, see
+    ``matches_bypass_path``) or with control characters (it would reach terminals and headers).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise StateError("scope", "expected a list of path prefixes such as [\"/api/checkout/\"], or null")
+    if len(value) > MAX_SCOPE_PREFIXES:
+        raise StateError("scope", f"more than {MAX_SCOPE_PREFIXES} prefixes")
+    prefixes = []
+    for prefix in value:
+        if not isinstance(prefix, str):
+            raise StateError("scope", "expected each prefix as text")
+        shown = ascii(prefix[:64])
+        if not prefix.strip("/"):
+            raise StateError("scope", f"{shown} names the whole site; send null or [] for that")
+        if len(prefix) > MAX_PREFIX_LENGTH:
+            raise StateError("scope", f"a prefix is longer than {MAX_PREFIX_LENGTH} characters")
+        if not prefix.isprintable() or safe_text(prefix) != prefix:
+            raise StateError("scope", f"{shown} holds control characters or is not text")
+        if any(segment in (".", "..") for segment in prefix.split("/")):
+            raise StateError("scope", f"{shown} holds a dot-segment")
+        if "?" in prefix or "#" in prefix:
+            raise StateError("scope", f"{shown} is not a path (no query or fragment)")
+        prefixes.append(prefix)
+    return tuple(prefixes) or None
 
 
 def parse_time(field: str, value: Any) -> float | None:
@@ -36,13 +105,20 @@ def parse_time(field: str, value: Any) -> float | None:
         return None
     if not isinstance(value, str):
         raise StateError(field, "expected an ISO-8601 time such as 2026-11-26T10:00:00Z")
+    shown = ascii(value[:64])  # an error message quotes the text escaped: it may hold anything
+    if len(value) > 64:
+        raise StateError(field, f"{shown}... is not an ISO-8601 time")
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise StateError(field, f"{value!r} is not an ISO-8601 time") from None
-    if moment.tzinfo is None:
-        raise StateError(field, f"{value!r} has no time zone; add Z for UTC")
-    return moment.timestamp()
+        if moment.tzinfo is None:
+            raise StateError(field, f"{shown} has no time zone; add Z for UTC")
+        seconds = moment.timestamp()
+    except (ValueError, OverflowError):
+        raise StateError(field, f"{shown} is not an ISO-8601 time") from None
+    # 0001-01-01T00:00:00+01:00 is a valid text for an instant in year 0, which no ISO-8601 UTC text names.
+    if not MIN_TIME <= seconds <= MAX_TIME:
+        raise StateError(field, f"{shown} is outside 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z")
+    return seconds
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,13 +132,29 @@ class MaintenanceState:
     updated_at: float | None = None
     updated_by: str = ""
     version: int = 0
+    # Path prefixes (whole segments) when only part of the site is in maintenance; None is the whole site.
+    scope: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         # Times are kept to the millisecond, as they are written, so a state read back equals the one written.
         for name in ("starts_at", "ends_at", "updated_at"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, round(value, 3))
+                # Every time must be writable as ISO-8601 UTC text, or health and the 503 could not show it.
+                if isinstance(value, bool) or not isinstance(value, int | float) or not MIN_TIME <= value <= MAX_TIME:
+                    raise StateError(name, "outside 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z")
+                object.__setattr__(self, name, min(round(value, 3), MAX_TIME))
+        # Text that cannot be encoded would make every answer that shows it fail: it is repaired here,
+        # once per state, so everything that renders a state can rely on it.
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise StateError(name, "expected text")
+            repaired = safe_text(value)
+            if repaired is not value:
+                object.__setattr__(self, name, repaired)
+        if self.scope is not None:
+            self._normalise_scope()
         if self.mode not in MODES:
             raise StateError("mode", f"expected one of {', '.join(MODES)}")
         if len(self.message) > MAX_MESSAGE_LENGTH:
@@ -71,8 +163,18 @@ class MaintenanceState:
             raise StateError("reason", f"longer than {MAX_REASON_LENGTH} characters")
         if self.starts_at is not None and self.ends_at is not None and self.ends_at <= self.starts_at:
             raise StateError("ends_at", "must be after starts_at")
-        if self.version < 0:
-            raise StateError("version", "must not be negative")
+        if isinstance(self.version, bool) or not isinstance(self.version, int):
+            raise StateError("version", "expected an integer")
+        if not 0 <= self.version <= MAX_VERSION:
+            raise StateError("version", f"must be between 0 and {MAX_VERSION}")
+
+    def _normalise_scope(self) -> None:
+        scope = self.scope
+        if not isinstance(scope, tuple | list) or not all(isinstance(prefix, str) for prefix in scope):
+            raise StateError("scope", "expected a list of path prefixes")
+        # Sorted and without repeats, so a state read back equals the one written.
+        normalised = tuple(sorted({normalised_prefix(safe_text(prefix)) for prefix in scope}))
+        object.__setattr__(self, "scope", normalised or None)
 
     def active(self, now: float) -> bool:
         """Whether maintenance applies at ``now`` (POSIX seconds, this task's own clock)."""
@@ -112,7 +214,7 @@ class MaintenanceState:
 
     def to_item(self) -> dict[str, Any]:
         return {
-            "schema": SCHEMA_VERSION,
+            "schema": UNSCOPED_SCHEMA_VERSION if self.scope is None else SCHEMA_VERSION,
             "enabled": self.enabled,
             "mode": self.mode,
             "message": self.message,
@@ -122,6 +224,7 @@ class MaintenanceState:
             "updated_at": format_time(self.updated_at),
             "updated_by": self.updated_by,
             "version": self.version,
+            "scope": list(self.scope) if self.scope is not None else None,
         }
 
     def describe(self, now: float) -> dict[str, Any]:
@@ -135,7 +238,24 @@ class MaintenanceState:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> MaintenanceState:
-        """Build from a stored item; anything malformed raises StateError naming the field."""
+        """Build from a stored item; anything malformed raises StateError naming the field.
+
+        Whatever wrote the item (an older version, a person, a script), the result renders:
+        text is repaired (lone surrogates) and cut to the limits, and anything that cannot be
+        read as a state (wrong types, times out of range, a version beyond ``MAX_VERSION``)
+        raises StateError, never another exception, so the reader keeps its last good state.
+        """
+        try:
+            return cls._from_item(item)
+        except StateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a stored item may hold anything; the reader needs one error type
+            raise StateError("item", f"unreadable: {type(exc).__name__}") from exc
+
+    @classmethod
+    def _from_item(cls, item: dict[str, Any]) -> MaintenanceState:
+        if not isinstance(item, dict):
+            raise StateError("item", "expected an object")
         schema = item.get("schema", SCHEMA_VERSION)
         if not isinstance(schema, int) or schema > SCHEMA_VERSION:
             raise StateError("schema", f"unknown schema version {schema!r} (this gateway reads {SCHEMA_VERSION})")
@@ -152,17 +272,22 @@ class MaintenanceState:
                 value = ""
             if not isinstance(value, str):
                 raise StateError(name, "expected text")
-            texts[name] = value
+            texts[name] = safe_text(value)
+        scope = item.get("scope")
+        if scope is not None and (not isinstance(scope, list) or not all(isinstance(prefix, str) for prefix in scope)):
+            raise StateError("scope", "expected a list of path prefixes")
         return cls(
             enabled=enabled,
             mode=texts["mode"] or "full",
-            message=texts["message"],
+            message=texts["message"][:MAX_MESSAGE_LENGTH],
             starts_at=parse_time("starts_at", item.get("starts_at")),
             ends_at=parse_time("ends_at", item.get("ends_at")),
-            reason=texts["reason"],
+            reason=texts["reason"][:MAX_REASON_LENGTH],
             updated_at=parse_time("updated_at", item.get("updated_at")),
             updated_by=texts["updated_by"][:MAX_ACTOR_LENGTH],
             version=version,
+            # Text in it is repaired (and the prefixes normalised) by the state itself.
+            scope=tuple(prefix[:MAX_PREFIX_LENGTH] for prefix in scope[:MAX_SCOPE_PREFIXES]) if scope else None,
         )
 
 
@@ -176,6 +301,7 @@ def switched_on(
     starts_at: float | None = None,
     ends_at: float | None = None,
     reason: str = "",
+    scope: tuple[str, ...] | None = None,
 ) -> MaintenanceState:
     """The state after an operator turns maintenance on (the next version)."""
     if ends_at is not None and ends_at <= now:
@@ -190,16 +316,19 @@ def switched_on(
         updated_at=now,
         updated_by=actor[:MAX_ACTOR_LENGTH],
         version=current.version + 1,
+        scope=scope,
     )
 
 
 def switched_off(current: MaintenanceState, *, now: float, actor: str, reason: str = "") -> MaintenanceState:
-    """The state after an operator turns maintenance off; the last message is kept for the record."""
+    """The state after an operator turns maintenance off; the last message is kept for the record
+    (the scope is not: the history keeps it, and an off state applies to no path)."""
     return dataclasses.replace(
         current,
         enabled=False,
         starts_at=None,
         ends_at=None,
+        scope=None,
         reason=reason,
         updated_at=now,
         updated_by=actor[:MAX_ACTOR_LENGTH],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 from typing import cast
 
@@ -61,6 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reused = False
+        self._spare_fd = -1
         self.idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
@@ -109,6 +111,11 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
+        if self._spare_fd >= 0:
+            if exc is not None and not self.message_complete and self._error is None:
+                self._read_what_is_left()
+            os.close(self._spare_fd)
+            self._spare_fd = -1
         if self.pool is not None:
             self.pool.open_count -= 1
         if self.headers_complete and self._until_eof and not self.message_complete:
@@ -126,6 +133,19 @@ class UpstreamConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _read_what_is_left(self) -> None:
+        """Parse the bytes the upstream sent before the connection failed (bounded, never blocking)."""
+        left = READ_HIGH_WATER
+        while left > 0 and not self.message_complete and self._error is None:
+            try:
+                data = os.read(self._spare_fd, min(left, 65536))
+            except OSError:  # nothing more (EAGAIN) or the reset itself
+                return
+            if not data:
+                return
+            left -= len(data)
+            self.data_received(data)
+
     def pause_writing(self) -> None:
         self._write_paused = True
 
@@ -138,7 +158,9 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        # llhttp reports trailer fields here too; they are never header fields (RFC 9110 6.5.1).
+        if not self.headers_complete:
+            self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -188,11 +210,29 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(head)
 
+    def keep_early_answer(self) -> None:
+        """Before streaming a request body: make sure an answer the upstream sends before
+        reading it all (Django's 413 for an upload over its limit) reaches the client.
+
+        Such an upstream closes with the body unread, so its kernel resets the connection;
+        the gateway's next write then fails and the transport closes without reading the
+        answer, which is still in the kernel's buffer. A second descriptor for the socket
+        (taken once per connection that streams a body, kept until it closes) lets
+        ``_read_what_is_left`` read it, as nginx reads an early answer.
+        """
+        if self._spare_fd >= 0 or self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
+        try:
+            self._spare_fd = os.dup(sock.fileno()) if sock is not None else -1
+        except OSError:
+            self._spare_fd = -1  # out of descriptors: the early answer may then be a 502
+
     async def write(self, data: bytes) -> None:
         """Send request body bytes, waiting while the socket's buffer is full."""
-        if self.closed:
-            return  # the upstream is gone; reading the response will say why
         assert self.transport is not None
+        if self.closed or self.transport.is_closing():
+            return  # the upstream is gone; reading the response will say why
         self.transport.write(data)
         if self._write_paused:
             self._drain_waiter = self.loop.create_future()

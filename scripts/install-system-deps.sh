@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages named on the command line whose commands are missing.
-# `make test` asks for chromium (the browser test); `make bench` for nginx and wrk.
+# `make test` asks for chromium (the browser test), curl and gettext-base (envsubst: the stack's
+# nginx health check and template); `make bench` for nginx and wrk.
 set -euo pipefail
 
-declare -A command_of=([chromium]=chromium [nginx-light]=nginx [wrk]=wrk)
+declare -A command_of=([chromium]=chromium [nginx-light]=nginx [wrk]=wrk [curl]=curl [gettext-base]=envsubst)
 packages=()
 for package in "$@"; do
   command -v "${command_of[$package]:-$package}" >/dev/null 2>&1 || packages+=("$package")

@@ -137,6 +137,11 @@ def start_django(log_dir: Path, allowed_origins: str, port: int | None = None, n
     return server, f"http://127.0.0.1:{port}"
 
 
+# The admin token every test gateway gets unless the test sets GATEWAY_ADMIN_TOKENS itself:
+# health details and metrics need one.
+SUPPORT_ADMIN_TOKEN = "tests-admin-token-0123456789"
+
+
 class Gateway:
     """A gateway process under test, with its file store at hand to flip the state."""
 
@@ -162,6 +167,7 @@ class Gateway:
             "GATEWAY_STORE": store_url,
             "GATEWAY_REFRESH_INTERVAL": "0.1",
             "GATEWAY_LOG_FORMAT": "text",
+            "GATEWAY_ADMIN_TOKENS": f"tests:{SUPPORT_ADMIN_TOKEN}",
             **(env or {}),
         }
         self.server = ServerProcess(
@@ -176,13 +182,27 @@ class Gateway:
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10, **kwargs)
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """``Authorization`` with one of this gateway's admin tokens (none when its admin API is off)."""
+        tokens = self.env.get("GATEWAY_ADMIN_TOKENS", "")
+        first = tokens.split(",")[0].strip()
+        return {"authorization": f"Bearer {first.split(':', 1)[1].strip()}"} if ":" in first else {}
+
     def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/_gateway/health", timeout=5).json()
+        """Health with the details (the state, the store, the pid): sent with an admin token."""
+        return httpx.get(f"{self.url}/_gateway/health", headers=self.admin_headers, timeout=5).json()
+
+    def metrics(self) -> str:
+        """The Prometheus text, read with an admin token."""
+        response = httpx.get(f"{self.url}/_gateway/metrics", headers=self.admin_headers, timeout=5)
+        response.raise_for_status()
+        return response.text
 
     def wait_for_version(self, version: int, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = self.health()["state"]
+            state = self.health().get("state")
             if state is not None and state["version"] >= version:
                 return
             time.sleep(0.02)
@@ -268,15 +288,14 @@ http {{
 
 
 def start_nginx(log_dir: Path, gateway_port: int, name: str = "nginx") -> tuple[ServerProcess, str]:
-    """Debian's nginx running the shipped config/nginx template, its ${VARIABLES} filled as envsubst would."""
-    from string import Template
+    """Debian's nginx running the shipped config/nginx template, filled from config/ecs-stack.yaml's
+    nginx environment as the official image fills it (tests/stack.py)."""
+    from tests.stack import nginx_conf_on_loopback
 
     port = free_port()
     prefix = log_dir / name
     prefix.mkdir(exist_ok=True)
-    template = (ROOT / "config" / "nginx" / "default.conf.template").read_text()
-    # safe_substitute leaves nginx's own $variables alone, as envsubst with a variable list does.
-    conf = Template(template).safe_substitute(GATEWAY_PORT=str(gateway_port), NGINX_PORT=f"127.0.0.1:{port}")
+    conf = nginx_conf_on_loopback(port, gateway_port)
     (prefix / "default.conf").write_text(conf)
     (prefix / "nginx.conf").write_text(NGINX_MAIN.format(prefix=prefix))
     server = ServerProcess(name, ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")], base_env(), ROOT, log_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ import httpx
 import pytest
 
 from gateway.bypass import COOKIE_NAME, BypassSecret
-from tests.support import BIN, Gateway, base_env, free_port
+from tests.support import AWS_ENV, BIN, Gateway, base_env, free_port
 
+PUBLIC_HEALTH_KEYS = {"status", "maintenance", "mode", "upcoming", "store"}
 OLD_TOKEN = "old-token-0123456789abcdef"
 NEW_TOKEN = "new-token-fedcba9876543210"
 BYPASS = "let-the-team-in-0123456789"
@@ -166,10 +168,19 @@ def test_failed_attempts_are_limited_per_client(admin_gateway: Gateway) -> None:
     assert other.status_code == 200
 
 
-def test_admin_api_off_without_tokens(raw_gateway: Gateway) -> None:
-    response = httpx.put(f"{raw_gateway.url}/_gateway/maintenance", json={"enabled": True})
+def test_admin_api_off_without_tokens(log_dir: Path, raw_upstream: str) -> None:
+    gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_ADMIN_TOKENS": ""}, name="gateway-no-tokens")
+    try:
+        response = httpx.put(f"{gateway.url}/_gateway/maintenance", json={"enabled": True})
+        metrics = httpx.get(f"{gateway.url}/_gateway/metrics")
+        health = httpx.get(f"{gateway.url}/_gateway/health", headers={"Authorization": "Bearer anything-at-all-123"})
+    finally:
+        gateway.stop()
     assert response.status_code == 404
-    assert not raw_gateway.store.read().enabled
+    assert not gateway.store.read().enabled
+    assert metrics.status_code == 404
+    # With no tokens there are no details to unlock: health stays the public answer.
+    assert health.status_code == 200 and set(health.json()) == PUBLIC_HEALTH_KEYS
 
 
 def test_token_rotation_and_audit_lines(log_dir: Path, raw_upstream: str) -> None:
@@ -372,3 +383,326 @@ def test_changing_the_secret_revokes_every_cookie() -> None:
     cookie = BypassSecret(BYPASS, 3600).make_cookie_value().encode()
     assert BypassSecret(BYPASS, 3600).cookie_valid(cookie)  # any task with the same secret accepts it
     assert not BypassSecret(BYPASS + "-rotated", 3600).cookie_valid(cookie)
+
+
+
+def raw_reply(gateway: Gateway, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def raw_put(gateway: Gateway, body: bytes) -> httpx.Response:
+    """A PUT whose JSON is sent exactly as given (escapes such as \ud800 included)."""
+    return httpx.put(
+        f"{gateway.url}/_gateway/maintenance",
+        content=body,
+        headers={"Authorization": f"Bearer {NEW_TOKEN}", "Content-Type": "application/json"},
+    )
+
+
+def assert_everything_renders(gateway: Gateway) -> None:
+    """Health (public and detailed), the three 503 variants and the admin GET all answer."""
+    public = httpx.get(f"{gateway.url}/_gateway/health")
+    assert public.status_code == 200, public.text
+    detailed = httpx.get(f"{gateway.url}/_gateway/health", headers={"Authorization": f"Bearer {NEW_TOKEN}"})
+    assert detailed.status_code == 200, detailed.text
+    assert httpx.get(f"{gateway.url}/_gateway/maintenance", headers={"Authorization": f"Bearer {NEW_TOKEN}"}).status_code == 200
+    for accept in ("application/json", "text/html", "text/plain"):
+        answer = httpx.get(f"{gateway.url}/echo", headers={"Accept": accept})
+        assert answer.status_code in (200, 503), (accept, answer.text)
+        assert answer.content.decode("utf-8") is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "json_text", "ok"),
+    [
+        ("message", r'"\ud800"', False),  # a lone surrogate: no UTF-8 form exists
+        ("reason", r'"why \udfff"', False),
+        ("message", r'"nul \u0000 inside"', False),
+        ("message", r'"\u001b[2J clears a terminal"', False),
+        ("message", r'"C1 \u0085 control"', False),
+        ("reason", r'"two\nlines"', False),  # a reason is one line of the audit record
+        ("message", r'"two\nlines\tand a tab"', True),
+        ("message", r'"\u202eRTL override and \u200f marks are text"', True),
+        ("message", r'"\ud83d\ude00 a pair is one character"', True),
+    ],
+)
+def test_text_that_cannot_be_shown_is_refused_naming_the_field(
+    admin: httpx.Client, admin_gateway: Gateway, field: str, json_text: str, ok: bool
+) -> None:
+    version = admin.get("/maintenance").json()["version"]
+    response = raw_put(admin_gateway, f'{{"{field}": {json_text}}}'.encode())
+    if ok:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == field
+        assert admin.get("/maintenance").json()["version"] == version  # nothing written
+    assert_everything_renders(admin_gateway)
+    assert "Traceback" not in admin_gateway.server.log()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"duration_seconds": 1' + b"0" * 4000 + b"}", "duration_seconds"),
+        (b'{"duration_seconds": -1' + b"0" * 4000 + b"}", "duration_seconds"),
+        (b'{"duration_seconds": 1e4000}', "duration_seconds"),
+        (b'{"duration_seconds": 1e308}', "duration_seconds"),
+        (b'{"starts_at": "0001-01-01T00:00:00+01:00"}', "starts_at"),
+        (b'{"ends_at": "9999-12-31T23:59:59-14:00"}', "ends_at"),
+        (b'{"starts_at": "9999-12-31T23:00:00Z", "duration_seconds": 31536000}', "ends_at"),
+        (b'{"ends_at": "' + b"2" * 5000 + b'"}', "ends_at"),
+    ],
+)
+def test_numbers_and_dates_beyond_range_are_refused(admin: httpx.Client, admin_gateway: Gateway, body: bytes, field: str) -> None:
+    version = admin.get("/maintenance").json()["version"]
+    response = raw_put(admin_gateway, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field
+    assert admin.get("/maintenance").json()["version"] == version
+    assert_everything_renders(admin_gateway)
+
+
+def test_headers_and_queries_the_admin_routes_read_never_make_a_500(admin: httpx.Client, admin_gateway: Gateway) -> None:
+    auth = f"Authorization: Bearer {NEW_TOKEN}\r\n".encode()
+
+    def status(request: bytes) -> int:
+        return int(raw_reply(admin_gateway, request).split(b" ", 2)[1])
+
+    # "²" is a digit to str.isdigit() but not to int(); header bytes arrive as latin-1.
+    for if_match in (b'"\xb2"', b'"1\xb9"', b'"' + b"9" * 100 + b'"', b"W/\"\xff\"", b'"-1"'):
+        request = b"DELETE /_gateway/maintenance HTTP/1.1\r\nHost: a\r\n" + auth + b"If-Match: " + if_match + b"\r\nConnection: close\r\n\r\n"
+        assert status(request) == 412, if_match
+    for limit in ("\u00b2", "1" + "0" * 5000, "0", "501", "-1", " 5"):
+        response = admin.get("/maintenance/history", params={"limit": limit})
+        assert response.status_code == 400 and response.json()["field"] == "limit", limit
+    for reason in ("nul\x00", "\x1b[31m", "C1 \x80 control"):
+        response = admin.delete("/maintenance", params={"reason": reason})
+        assert response.status_code in (200, 400), (reason, response.text)
+        assert response.status_code == 200 or response.json()["field"] == "reason"
+    too_long = admin.delete("/maintenance", params={"reason": "r" * 10_000})
+    assert too_long.status_code == 200 and len(too_long.json()["reason"]) == 500
+    for content_type in (b"application/json\xff", b"\xb2", b";;;"):
+        request = (
+            b"PUT /_gateway/maintenance HTTP/1.1\r\nHost: a\r\n" + auth + b"Content-Type: " + content_type
+            + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+        )
+        assert status(request) == 415
+    assert "Traceback" not in admin_gateway.server.log()
+
+
+def test_wrong_bypass_secrets_of_any_form_count_and_never_make_a_500(admin_gateway: Gateway) -> None:
+    url = f"{admin_gateway.url}/_gateway/bypass"
+    client = {"X-Forwarded-For": "192.0.2.77"}
+    attempts = [
+        httpx.post(url, content=b"secret=%E2%82%AC", headers={**client, "Content-Type": "application/x-www-form-urlencoded"}),
+        httpx.post(url, content=rb'{"secret": "\ud800"}', headers={**client, "Content-Type": "application/json"}),
+        httpx.post(url, content=b"secret=%FF%FE&next=%ED%A0%80", headers={**client, "Content-Type": "application/x-www-form-urlencoded"}),
+        httpx.post(url, content=b"{nope", headers={**client, "Content-Type": "application/json"}),
+        httpx.post(url, content=b'{"secret": 5}', headers={**client, "Content-Type": "application/json"}),
+    ]
+    assert [r.status_code for r in attempts] == [403, 403, 403, 400, 400], [r.text for r in attempts]
+    # The limit is 5 failures a minute: every one of those counted.
+    limited = httpx.post(url, json={"secret": BYPASS}, headers=client)
+    assert limited.status_code == 429
+    header = b"POST /_gateway/bypass HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.78\r\nX-Maintenance-Bypass: \xe2\x82\xac\xff\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    assert raw_reply(admin_gateway, header).split(b" ", 2)[1] == b"403"
+    assert "Traceback" not in admin_gateway.server.log()
+
+
+def test_the_failure_limit_reads_every_forwarded_for_line(admin_gateway: Gateway) -> None:
+    """A trusted proxy that adds its own X-Forwarded-For line: the client is its entry, not the forged first line."""
+    url = f"{admin_gateway.url}/_gateway/maintenance"
+    statuses = []
+    for attempt in range(8):
+        headers = [
+            ("X-Forwarded-For", f"198.18.0.{attempt}"),  # the client's own, forged and changing
+            ("X-Forwarded-For", "203.0.113.201"),  # added by the proxy in front: the real client
+            ("Authorization", "Bearer guess-guess-guess"),
+        ]
+        statuses.append(httpx.get(url, headers=headers).status_code)
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}, statuses
+    # The IP bypass reads the same address the same way.
+    httpx.put(url, json={}, headers={"Authorization": f"Bearer {NEW_TOKEN}"})
+    try:
+        site = f"{admin_gateway.url}/echo"
+        lines = [("X-Forwarded-For", "203.0.113.5"), ("X-Forwarded-For", "198.51.100.7")]
+        assert httpx.get(site, headers=lines).status_code == 200
+        forged = [("X-Forwarded-For", "198.51.100.7"), ("X-Forwarded-For", "203.0.113.5")]
+        assert httpx.get(site, headers=forged).status_code == 503
+    finally:
+        httpx.delete(url, headers={"Authorization": f"Bearer {NEW_TOKEN}"})
+
+
+@pytest.mark.parametrize("path", ["/_gateway/maintenance/", "/_gateway/health/", "/_gateway/bypass/"])
+def test_no_redirect_is_built_from_the_host_header(admin_gateway: Gateway, path: str) -> None:
+    reply = raw_reply(admin_gateway, f"GET {path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".encode())
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"404", head
+    assert b"location" not in head.lower() and b"evil.example" not in reply
+    assert json.loads(body)["error"] == "not_found"
+
+
+def test_health_without_a_token_says_only_what_a_load_balancer_needs(admin: httpx.Client, admin_gateway: Gateway) -> None:
+    admin.put("/maintenance", json={"message": "Secret upgrade", "reason": "incident 42", "mode": "read-only"})
+    public = httpx.get(f"{admin_gateway.url}/_gateway/health")
+    assert public.status_code == 200
+    payload = public.json()
+    assert set(payload) == PUBLIC_HEALTH_KEYS
+    assert payload["maintenance"] is True and payload["mode"] == "read-only" and payload["store"] == {"status": "ok"}
+    for secret_detail in ("Secret upgrade", "incident 42", "ci-new", "file:", str(admin_gateway.pid)):
+        assert secret_detail not in public.text
+    detailed = httpx.get(f"{admin_gateway.url}/_gateway/health", headers={"Authorization": f"Bearer {NEW_TOKEN}"})
+    assert detailed.status_code == 200
+    details = detailed.json()
+    assert details["state"]["reason"] == "incident 42" and details["pid"] == admin_gateway.pid
+    assert details["store"]["kind"].startswith("file:") and details["store"]["status"] == "ok"
+    wrong = httpx.get(f"{admin_gateway.url}/_gateway/health", headers={"Authorization": "Bearer wrong", "X-Forwarded-For": "192.0.2.91"})
+    assert wrong.status_code == 401  # and it counts: health is no free token oracle
+
+
+def test_metrics_need_a_token(admin_gateway: Gateway) -> None:
+    url = f"{admin_gateway.url}/_gateway/metrics"
+    assert httpx.get(url, headers={"X-Forwarded-For": "192.0.2.92"}).status_code == 401
+    scraped = httpx.get(url, headers={"Authorization": f"Bearer {NEW_TOKEN}"})
+    assert scraped.status_code == 200 and "gateway_requests_total" in scraped.text
+
+
+def test_a_flood_of_readiness_calls_opens_at_most_one_upstream_connection_a_second(log_dir: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    gateway = Gateway(log_dir, f"http://127.0.0.1:{listener.getsockname()[1]}", name="gateway-ready-flood")
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=5) as client:
+            started = time.monotonic()
+            statuses = [client.get("/_gateway/ready").status_code for _ in range(60)]
+            elapsed = time.monotonic() - started
+        time.sleep(0.2)
+    finally:
+        gateway.stop()
+        stop.set()
+        acceptor.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
+    assert set(statuses) == {200}
+    assert len(accepted) <= elapsed + 2, (len(accepted), elapsed)
+
+
+def test_log_lines_with_undecodable_text_are_written(log_dir: Path, raw_upstream: str) -> None:
+    """A token name read from the environment may hold bytes that are not UTF-8; the audit line stays."""
+    for log_format in ("json", "text"):
+        env = {"GATEWAY_ADMIN_TOKENS": f"op\udcff:{NEW_TOKEN}", "GATEWAY_LOG_FORMAT": log_format}
+        gateway = Gateway(log_dir, raw_upstream, env, name=f"gateway-undecodable-{log_format}")
+        try:
+            response = httpx.put(f"{gateway.url}/_gateway/maintenance", json={"message": "m"}, headers={"Authorization": f"Bearer {NEW_TOKEN}"})
+            assert response.status_code == 200
+            assert response.json()["updated_by"] == "op\ufffd via admin API"
+            assert_status_cli_works(gateway)
+            time.sleep(0.2)
+        finally:
+            gateway.stop()
+        log = gateway.server.log()
+        assert "Logging error" not in log and "Traceback" not in log, log
+        audit = [line for line in log.splitlines() if "maintenance changed through the admin API" in line]
+        assert len(audit) == 1 and "\\udcff" in audit[0], log
+        if log_format == "json":
+            assert json.loads(audit[0])["token_name"] == "op\udcff"
+
+
+def assert_status_cli_works(gateway: Gateway) -> None:
+    for args in (["status"], ["status", "--json"]):
+        result = subprocess.run(
+            [str(BIN / "maintenance-gateway"), *args],
+            env={**base_env(), "GATEWAY_STORE": gateway.env["GATEWAY_STORE"], **AWS_ENV},
+            capture_output=True,
+            timeout=30,
+        )
+        assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_raw_header_bytes_reach_the_admin_routes_alike_with_both_parsers(log_dir: Path, raw_upstream: str, parser: str) -> None:
+    env = {
+        "GATEWAY_HTTP_PARSER": parser,
+        "GATEWAY_ADMIN_TOKENS": f"ops:{NEW_TOKEN}",
+        "GATEWAY_BYPASS_SECRET": BYPASS,
+        "GATEWAY_ADMIN_FAILURE_LIMIT": "0",
+    }
+    gateway = Gateway(log_dir, raw_upstream, env, name=f"gateway-admin-bytes-{parser}")
+    auth = f"Authorization: Bearer {NEW_TOKEN}\r\n".encode()
+
+    def status(request: bytes) -> bytes:
+        reply = raw_reply(gateway, request)
+        assert b"location:" not in reply.lower() and b"evil.example" not in reply
+        return reply.split(b" ", 2)[1]
+
+    try:
+        checks = {
+            b"DELETE /_gateway/maintenance HTTP/1.1\r\nHost: a\r\n" + auth + b'If-Match: "\xb2"\r\nConnection: close\r\n\r\n': b"412",
+            b"GET /_gateway/maintenance/history?limit=%C2%B2 HTTP/1.1\r\nHost: a\r\n" + auth + b"Connection: close\r\n\r\n": b"400",
+            b"POST /_gateway/bypass HTTP/1.1\r\nHost: a\r\nX-Maintenance-Bypass: \xe2\x82\xac\xff\r\nContent-Length: 0\r\nConnection: close\r\n\r\n": b"403",
+            b"POST /_gateway/bypass HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\xff\r\nContent-Length: 16\r\nConnection: close\r\n\r\nsecret=%E2%82%AC": b"403",
+            b"GET /_gateway/maintenance HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n": b"401",
+            b"GET /_gateway/health HTTP/1.1\r\nHost: a\r\nAuthorization: \xc2\xb2\r\nConnection: close\r\n\r\n": b"401",
+            b"GET /_gateway/maintenance/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n": b"404",
+        }
+        answers = {request: status(request) for request in checks}
+    finally:
+        gateway.stop()
+    assert answers == checks
+    assert "Traceback" not in gateway.server.log()
+
+
+def test_put_with_a_scope_takes_only_those_paths_down(admin: httpx.Client, admin_gateway: Gateway) -> None:
+    response = admin.put("/maintenance", json={"scope": ["/echo/checkout", "/echo/payments/"], "message": "Checkout paused"})
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == ["/echo/checkout/", "/echo/payments/"]
+    assert admin.get("/maintenance").json()["scope"] == ["/echo/checkout/", "/echo/payments/"]
+    assert httpx.get(f"{admin_gateway.url}/echo/checkout/pay").status_code == 503
+    assert httpx.get(f"{admin_gateway.url}/echo/catalogue").status_code == 200
+    for whole_site in (None, []):
+        again = admin.put("/maintenance", json={"scope": whole_site})
+        assert again.status_code == 200 and again.json()["scope"] is None
+        assert httpx.get(f"{admin_gateway.url}/echo/catalogue").status_code == 503
+    history = admin.get("/maintenance/history", params={"limit": 3}).json()["changes"]
+    assert history[2]["new"]["scope"] == ["/echo/checkout/", "/echo/payments/"]
+
+
+@pytest.mark.parametrize(
+    "scope",
+    ["/echo/", {"path": "/echo/"}, [5], ["/echo/../admin/"], ["/echo/./x/"], ["/echo/\u0000/"], ["/echo/\u001b[2J"],
+     ["/echo/\ud800/"], ["/echo?x=1"], [""], ["/"], ["/a" * 101], ["/p"] * 17],
+)
+def test_a_bad_scope_is_a_400_naming_the_field(admin: httpx.Client, scope: object) -> None:
+    version = admin.get("/maintenance").json()["version"]
+    # Sent as ASCII JSON: a lone surrogate travels as its \ud800 escape, as a client would send it.
+    response = admin.put("/maintenance", content=json.dumps({"scope": scope}).encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "scope"
+    assert admin.get("/maintenance").json()["version"] == version  # nothing written
+
+
+def test_the_status_feed_is_public_and_listed(admin_gateway: Gateway) -> None:
+    response = httpx.get(f"{admin_gateway.url}/_gateway/status")
+    assert response.status_code == 200 and response.json()["maintenance"] is False
+    document = httpx.get(f"{admin_gateway.url}/_gateway/openapi.json").json()
+    assert set(document["paths"]["/_gateway/status"]) == {"get"}
+    assert set(document["components"]["schemas"]["StatusFeed"]["required"]) == set(response.json())

@@ -95,3 +95,78 @@ def test_python_dash_m_works(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert "maintenance: off" in result.stdout
+
+
+def test_status_shows_stored_text_safely(tmp_path: Path) -> None:
+    """Whatever text the store holds: no traceback, and no escape sequence reaches the terminal."""
+    store = tmp_path / "state.json"
+    store.write_text(
+        '{"enabled": true, "message": "\\u001b[2J\\u001b]0;owned\\u0007 lone \\ud800 two\\nlines", '
+        '"reason": "\\udc80 nul \\u0000", "updated_by": "\\u009b31m", "updated_at": "2026-01-01T00:00:00Z", "version": 2}'
+    )
+    status = subprocess.run(
+        [str(BIN / "maintenance-gateway"), "status"],
+        env={**base_env(), "GATEWAY_STORE": f"file:{store}"},
+        capture_output=True,
+        timeout=30,
+    )
+    assert status.returncode == 0 and b"Traceback" not in status.stderr, status.stderr
+    text = status.stdout.decode("utf-8")
+    assert not any(char in text for char in "\x1b\x07\x00\x9b")
+    assert "\\x1b[2J" in text and "lone \ufffd two\nlines" in text and "\ufffd nul \\x00" in text
+    as_json = cli("status", "--json", store=store)
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["message"].startswith("\x1b[2J")
+    # Undecodable bytes in argv (surrogates to Python) are repaired before they are stored.
+    on = subprocess.run(
+        [str(BIN / "maintenance-gateway"), "on", "--message", b"argv \xff".decode("utf-8", "surrogateescape")],
+        env={**base_env(), "GATEWAY_STORE": f"file:{store}"},
+        capture_output=True,
+        timeout=30,
+    )
+    assert on.returncode == 0, on.stderr
+    assert json.loads(store.read_text())["message"] == "argv \ufffd"
+
+
+def test_on_with_paths_takes_only_part_of_the_site_down(tmp_path: Path) -> None:
+    store = tmp_path / "state.json"
+    on = cli("on", "--paths", "/api/checkout/, api/payments", "--mode", "read-only", store=store)
+    assert on.returncode == 0, on.stderr
+    assert "paths:       /api/checkout/, /api/payments/ (only these)" in on.stdout
+    assert FileStore(str(store)).read().scope == ("/api/checkout/", "/api/payments/")
+    status = cli("status", store=store)
+    assert "paths:       /api/checkout/, /api/payments/" in status.stdout
+    assert json.loads(cli("status", "--json", store=store).stdout)["scope"] == ["/api/checkout/", "/api/payments/"]
+    assert cli("off", store=store).returncode == 0
+    history = cli("history", store=store).stdout.splitlines()
+    assert "on (read-only) on /api/checkout/, /api/payments/ -> off" in history[0]
+    assert "off -> on (read-only) on /api/checkout/, /api/payments/" in history[1]
+    # Turning the whole site back on drops the scope.
+    cli("on", store=store)
+    assert FileStore(str(store)).read().scope is None
+
+
+def test_bad_paths_are_a_clear_error(tmp_path: Path) -> None:
+    store = tmp_path / "state.json"
+    for paths, said in (("/api/../admin/", "dot-segment"), ("/api/\x1b[2J", "control characters"), (",", "path prefixes")):
+        result = cli("on", "--paths", paths, store=store)
+        assert result.returncode == 2, paths
+        assert "--paths" in result.stderr and said in result.stderr
+    assert not store.exists()
+
+
+def test_paths_through_a_running_gateway(log_dir: Path, raw_upstream: str) -> None:
+    gateway = Gateway(log_dir, raw_upstream, name="gateway-cli-paths")
+    env = {**base_env(), "GATEWAY_ADMIN_URL": gateway.url, "GATEWAY_ADMIN_TOKEN": gateway.admin_headers["authorization"].split()[1]}
+    try:
+        on = subprocess.run(
+            [str(BIN / "maintenance-gateway"), "on", "--paths", "/echo/checkout"],
+            env=env, capture_output=True, text=True, timeout=30,
+        )
+        assert on.returncode == 0, on.stderr
+        assert "paths:       /echo/checkout/" in on.stdout
+        refused = httpx.get(f"{gateway.url}/echo/checkout/pay")
+        served = httpx.get(f"{gateway.url}/echo/catalogue")
+    finally:
+        gateway.stop()
+    assert refused.status_code == 503 and refused.json()["scope"] == ["/echo/checkout/"]
+    assert served.status_code == 200

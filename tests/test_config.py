@@ -1,4 +1,5 @@
-"""What config/ ships: the CloudFormation table and the task role's policy, proved against moto."""
+"""The stack's table and task role, proved against moto: the table is the layout the gateway
+expects, and the task role allows exactly the DynamoDB actions the gateway calls."""
 
 from __future__ import annotations
 
@@ -12,19 +13,20 @@ import boto3
 
 from gateway.state import switched_on
 from gateway.stores import change_state, open_store
-from tests.support import BIN, ROOT, DynamoDBServer, base_env
+from tests.stack import REGION, api_calls, render
+from tests.support import BIN, DynamoDBServer, base_env
 
 
-def test_the_cloudformation_table_is_what_the_gateway_expects(log_dir: Path) -> None:
+def test_the_stack_table_is_what_the_gateway_expects(log_dir: Path) -> None:
+    stack = render()
+    create_table = next(call for call in api_calls(stack) if call.operation == "CreateTable")
+    table_name = create_table.params["TableName"]
     server = DynamoDBServer(log_dir, name="moto-cloudformation")
     try:
-        cloudformation = boto3.client("cloudformation", endpoint_url=server.url, region_name="us-east-1")
-        cloudformation.create_stack(
-            StackName="maintenance",
-            TemplateBody=(ROOT / "config" / "dynamodb-table.yaml").read_text(),
-            Parameters=[{"ParameterKey": "TableName", "ParameterValue": "from-template"}],
-        )
-        url = server.store_url("from-template", key="prod")
+        # The CreateTable call CloudFormation makes for the stack's table.
+        boto3.client("dynamodb", endpoint_url=server.url, region_name=REGION).create_table(**create_table.params)
+        # The gateway's own store URL from the task definition, pointed at moto.
+        url = stack.environment("gateway")["GATEWAY_STORE"] + f"&endpoint_url={server.url}"
         result = subprocess.run(
             [str(BIN / "maintenance-gateway"), "init-table"],
             env={**base_env(), "GATEWAY_STORE": url},
@@ -32,8 +34,8 @@ def test_the_cloudformation_table_is_what_the_gateway_expects(log_dir: Path) -> 
             text=True,
             timeout=60,
         )
-        table = boto3.client("dynamodb", endpoint_url=server.url, region_name="us-east-1").describe_table(
-            TableName="from-template"
+        table = boto3.client("dynamodb", endpoint_url=server.url, region_name=REGION).describe_table(
+            TableName=table_name
         )["Table"]
     finally:
         server.stop()
@@ -43,10 +45,12 @@ def test_the_cloudformation_table_is_what_the_gateway_expects(log_dir: Path) -> 
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
 
-def test_the_task_policy_allows_exactly_what_the_gateway_calls(log_dir: Path) -> None:
-    policy = json.loads((ROOT / "config" / "iam-task-policy.json").read_text())
-    allowed = {action for statement in policy["Statement"] for action in statement["Action"]}
-    assert all(statement["Resource"].endswith(":table/maintenance-gateway") for statement in policy["Statement"])
+def test_the_task_role_allows_exactly_what_the_gateway_calls(log_dir: Path) -> None:
+    stack = render()
+    (policy,) = stack.properties("TaskRole")["Policies"]
+    statements = policy["PolicyDocument"]["Statement"]
+    allowed = {action for statement in statements for action in statement["Action"]}
+    assert all(statement["Resource"] == stack.physical["StateTable"]["Arn"] for statement in statements)
 
     server = DynamoDBServer(log_dir, name="moto-policy", record=True)
     try:

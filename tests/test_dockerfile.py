@@ -108,3 +108,20 @@ def test_the_image_command_line_runs(log_dir: Path, raw_upstream: str, tmp_path:
         assert after.returncode == 1
     finally:
         server.stop()
+
+
+def test_hadolint_passes_on_every_dockerfile() -> None:
+    dockerfiles = [ROOT / "Dockerfile", *sorted((ROOT / "config").rglob("Dockerfile"))]
+    assert len(dockerfiles) >= 2
+    result = subprocess.run(
+        [str(BIN / "hadolint"), "--no-color", *map(str, dockerfiles)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM nginx:latest\nRUN apt-get update && apt-get install -y curl\n")
+    result = subprocess.run([str(BIN / "hadolint"), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout  # latest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -66,3 +67,23 @@ def test_sigterm_lets_in_flight_requests_finish(log_dir: Path, raw_upstream: str
     assert load_done and set(load_done) == {200}
     log = gateway.server.log()
     assert "Waiting for application shutdown" in log or "Shutting down" in log
+
+
+def test_a_connection_accepted_before_sigterm_still_gets_its_answer(log_dir: Path, raw_upstream: str) -> None:
+    """A client that connected just before the stop has its request on the way; uvicorn alone
+    closes such a connection at once (the request is then lost or reset)."""
+    gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_DRAIN_TIMEOUT": "10"}, name="gateway-drain-fresh")
+    try:
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+            time.sleep(0.3)  # accepted by the gateway, no request yet
+            gateway.server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)  # the stop has begun: the listener is closed
+            sock.sendall(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        # Answered, then closed (recv returned b"" rather than timing out).
+        assert received.startswith(b"HTTP/1.1 200 "), received[:200]
+        assert gateway.server.process.wait(10) == 0
+    finally:
+        gateway.stop()

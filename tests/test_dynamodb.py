@@ -313,8 +313,53 @@ def test_worker_processes_each_follow_the_table(log_dir: Path, dynamodb: DynamoD
         time.sleep(1.0)
         # New connections land on either worker; every one must see the same state.
         statuses = [httpx.get(f"{gateway.url}/echo", headers={"Connection": "close"}).status_code for _ in range(40)]
-        pids = {httpx.get(f"{gateway.url}/_gateway/health", headers={"Connection": "close"}).json()["pid"] for _ in range(40)}
+        pids = {
+            httpx.get(f"{gateway.url}/_gateway/health", headers={"Connection": "close", **gateway.admin_headers}).json()["pid"]
+            for _ in range(40)
+        }
     finally:
         gateway.stop()
     assert set(statuses) == {503}
     assert len(pids) == 2
+
+
+# Items written with boto3 directly (a script, a console edit, an older version): never a broken gateway.
+HOSTILE_DYNAMODB_ITEMS = {
+    # DynamoDB holds only valid UTF-8 (moto refuses a lone surrogate too): noncharacters and marks instead.
+    "odd characters": {"enabled": {"BOOL": True}, "message": {"S": "\ufffe\uffff \u202e \U0010ffff"}, "reason": {"S": "\ufeff"}, "version": {"N": "3"}},
+    "controls": {"enabled": {"BOOL": True}, "message": {"S": "nul \x00 esc \x1b[2J"}, "version": {"N": "4"}},
+    "year 0 start": {"enabled": {"BOOL": True}, "starts_at": {"S": "0001-01-01T00:00:00+01:00"}, "version": {"N": "5"}},
+    "year 10000 end": {"enabled": {"BOOL": True}, "ends_at": {"S": "9999-12-31T23:59:59-14:00"}, "version": {"N": "6"}},
+    "38-digit version": {"enabled": {"BOOL": True}, "version": {"N": "9" * 38}},
+    "fractional version": {"enabled": {"BOOL": True}, "version": {"N": "1.5"}},
+    "negative version": {"enabled": {"BOOL": True}, "version": {"N": "-7"}},
+    "number as time": {"enabled": {"BOOL": True}, "ends_at": {"N": "1e125"}, "version": {"N": "8"}},
+    "binary message": {"enabled": {"BOOL": True}, "message": {"B": b"\xff\xfe"}, "version": {"N": "9"}},
+    "set as mode": {"enabled": {"BOOL": True}, "mode": {"SS": ["full", "read-only"]}, "version": {"N": "10"}},
+    "enabled as number": {"enabled": {"N": "1"}, "version": {"N": "11"}},
+    "map as reason": {"enabled": {"BOOL": True}, "reason": {"M": {"a": {"S": "b"}}}, "version": {"N": "12"}},
+    "long message": {"enabled": {"BOOL": True}, "message": {"S": "\u0645" * 100_000}, "version": {"N": "13"}},
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_table_gateway(log_dir: Path, dynamodb: DynamoDBServer, raw_upstream: str) -> Iterator[tuple[Gateway, str]]:
+    url = new_table(dynamodb, "hostile")
+    gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_STORE": url, "GATEWAY_REFRESH_INTERVAL": "0.05"}, name="gateway-hostile-table")
+    yield gateway, url
+    gateway.stop()
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_DYNAMODB_ITEMS))
+def test_a_hostile_dynamodb_item_never_breaks_health_the_503_or_status(hostile_table_gateway: tuple[Gateway, str], name: str) -> None:
+    from tests.test_state_and_stores import assert_gateway_survives, wait_for_reads
+
+    gateway, url = hostile_table_gateway
+    store = open_store(url)
+    assert isinstance(store, DynamoDBStore)
+    item = {"pk": {"S": "prod"}, "sk": {"S": "state"}, **HOSTILE_DYNAMODB_ITEMS[name]}
+    store._client.put_item(TableName="hostile", Item=item)
+    wait_for_reads(gateway)
+    assert_gateway_survives(gateway, url, commands=(("status",),))  # one run: each start imports boto3
+    log = gateway.server.log()
+    assert "Traceback" not in log and "Logging error" not in log, log[-3000:]

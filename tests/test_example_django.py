@@ -67,3 +67,23 @@ def test_maintenance_round_trip_over_django(django_gateway: Gateway) -> None:
     assert during.status_code == 503 and during.json()["message"] == "Deploying"
     assert during.headers["access-control-allow-origin"] == FRONT_ORIGIN
     assert after.status_code == 200
+
+
+def test_django_pages_show_the_maintenance_banner_from_the_gateway_notice(django_gateway: Gateway) -> None:
+    forged = {"X-Maintenance-Notice": '{"mode":"read-only","upcoming":false}'}
+    with django_gateway.client() as client:
+        # A client's own notice never reaches Django: no banner without maintenance.
+        plain = client.get("/", headers=forged)
+        now = time.time()
+        django_gateway.turn_on(mode="read-only", starts_at=now + 3600, ends_at=now + 7200, scope=("/api/checkout/",))
+        upcoming = client.get("/")
+        django_gateway.turn_on(mode="read-only", ends_at=now + 1800)
+        read_only = client.get("/")
+        django_gateway.turn_on(scope=("/api/checkout/",))
+        partial = client.get("/")
+        refused = client.post("/api/checkout/", json={})
+    assert plain.status_code == 200 and "maintenance-banner" not in plain.text
+    assert "Scheduled read-only maintenance for /api/checkout/ from " in upcoming.text
+    assert "The site is read-only until " in read_only.text
+    assert "Part of the site is down for maintenance for /api/checkout/." in partial.text
+    assert refused.status_code == 503 and refused.json()["scope"] == ["/api/checkout/"]

@@ -13,7 +13,7 @@ from tests.support import BIN, Gateway, base_env, free_port
 
 def test_health_is_200_in_maintenance_with_state_details(raw_gateway: Gateway) -> None:
     raw_gateway.turn_on(message="Upgrade")
-    response = httpx.get(f"{raw_gateway.url}/_gateway/health")
+    response = httpx.get(f"{raw_gateway.url}/_gateway/health", headers=raw_gateway.admin_headers)
     assert response.status_code == 200
     payload = response.json()
     assert payload["maintenance"] is True
@@ -52,7 +52,7 @@ def test_health_shows_a_stale_store_and_keeps_the_last_good_state(raw_gateway: G
 
 def test_an_item_of_an_unknown_version_is_not_misread(raw_gateway: Gateway) -> None:
     state = raw_gateway.turn_on(message="Kept")
-    newer = state.to_item() | {"schema": 2, "enabled": False, "version": state.version + 1}
+    newer = state.to_item() | {"schema": 3, "enabled": False, "version": state.version + 1}
     raw_gateway.state_path.write_text(json.dumps(newer))
     try:
         deadline = time.monotonic() + 3
@@ -63,7 +63,7 @@ def test_an_item_of_an_unknown_version_is_not_misread(raw_gateway: Gateway) -> N
     finally:
         raw_gateway.state_path.write_text(json.dumps(state.to_item()))
     assert payload["store"]["status"] == "stale"
-    assert "unknown schema version 2" in payload["store"]["error"]
+    assert "unknown schema version 3" in payload["store"]["error"]
     assert payload["state"]["version"] == state.version and answer.status_code == 503
     failures = [line for line in raw_gateway.server.log().splitlines() if "unknown schema version" in line]
     assert len(failures) == 1, failures

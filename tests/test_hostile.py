@@ -186,7 +186,7 @@ def test_a_thousand_clients_leaving_mid_stream_leave_nothing_behind(hostile_gate
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         stats = httpx.get(f"{raw_upstream}/stream-stats").json()
-        metrics = httpx.get(f"{hostile_gateway.url}/_gateway/metrics").text
+        metrics = hostile_gateway.metrics()  # metrics need the admin token
         leftover = [name for name in stats["active"] if name.startswith("leaver-")]
         if not leftover and gauge(metrics, "gateway_in_flight_requests") == 0 and fd_count() <= fds_before + 5:
             break
@@ -227,3 +227,95 @@ def test_a_flood_beyond_the_limit_gets_a_quick_503_with_cors(log_dir: Path, raw_
     assert all(r.json()["error"] == "overloaded" and r.headers["retry-after"] == "1" for r in shed)
     assert all(r.headers["access-control-allow-origin"] == FRONT_ORIGIN for r in shed)
     assert health.status_code == 200
+
+
+class RecordingUpstream:
+    """A bare TCP upstream that records each request line exactly as the gateway sent it
+    (an HTTP server there would normalise what it parsed) and answers 200."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.request_lines: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        pending = b""
+        with connection:
+            while True:
+                while b"\r\n\r\n" not in pending:
+                    try:
+                        chunk = connection.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    pending += chunk
+                head, pending = pending.split(b"\r\n\r\n", 1)
+                self.request_lines.append(head.split(b"\r\n", 1)[0])
+                connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+# Request targets and methods h11 and llhttp could read differently (RFC 9112 3.1, 3.2).
+TARGETS_AND_METHODS = {
+    "absolute-form to the admin prefix": b"GET http://evil.example/_gateway/health HTTP/1.1\r\nHost: a\r\n\r\n",
+    "absolute-form with a port, query and fragment": b"GET http://evil.example:81/echo?q=1#f HTTP/1.1\r\nHost: a\r\n\r\n",
+    "absolute-form with user info": b"GET https://u:p@evil.example/echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    "absolute-form without a path": b"GET http://evil.example HTTP/1.1\r\nHost: a\r\n\r\n",
+    "fragment": b"GET /echo?a=1#f?x HTTP/1.1\r\nHost: a\r\n\r\n",
+    "authority-form CONNECT": b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+    "authority-form GET": b"GET evil.example:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+    "asterisk-form OPTIONS": b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+    "target without a slash": b"GET echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    "lowercase method": b"get /echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    "unknown method": b"FOO /echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    "RTSP method": b"DESCRIBE /echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    "HTTP/2 preface method": b"PRI /echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    "WebDAV method": b"PROPFIND /echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    "QUERY method": b"QUERY /echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    "request line over the head limit": b"GET /echo?q=" + b"a" * 40_000 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+    # llhttp reads nothing after a request asking for an upgrade: a request behind it is not one.
+    "request behind CONNECT": b"CONNECT /echo HTTP/1.1\r\nHost: a\r\n\r\nGET /behind HTTP/1.1\r\nHost: a\r\n\r\n",
+    "request behind an upgrade not taken": (
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n"
+        b"GET /behind HTTP/1.1\r\nHost: a\r\n\r\n"
+    ),
+    "pipelined requests": b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n",
+}
+
+
+def test_both_parsers_answer_the_same_bytes_alike(log_dir: Path) -> None:
+    upstream = RecordingUpstream()
+    seen: dict[str, dict[str, tuple[list[bytes], list[bytes], bool]]] = {}
+    try:
+        for parser in ("httptools", "h11"):
+            gateway = Gateway(log_dir, upstream.url, {"GATEWAY_HTTP_PARSER": parser}, name=f"gateway-parity-{parser}")
+            try:
+                for case, data in TARGETS_AND_METHODS.items():
+                    upstream.request_lines.clear()
+                    received, closed = exchange(gateway, data, timeout=1)
+                    statuses = re.findall(rb"HTTP/1\.1 \d{3} [^\r]*", received)
+                    seen.setdefault(case, {})[parser] = (statuses, list(upstream.request_lines), closed)
+            finally:
+                gateway.stop()
+    finally:
+        upstream.close()
+    differences = {case: answers for case, answers in seen.items() if answers["httptools"] != answers["h11"]}
+    assert not differences, differences
+    # The admin routes are reached by an absolute-form target's path, never forwarded.
+    assert seen["absolute-form to the admin prefix"]["h11"][:2] == ([b"HTTP/1.1 200 OK"], [])
+    assert seen["absolute-form with a port, query and fragment"]["h11"][1] == [b"GET /echo?q=1 HTTP/1.1"]
+    assert seen["lowercase method"]["h11"][0] == [b"HTTP/1.1 400 Bad Request"]
+    assert seen["request behind an upgrade not taken"]["h11"] == ([b"HTTP/1.1 200 OK"], [b"GET /echo HTTP/1.1"], True)
+    assert len(seen["pipelined requests"]["h11"][0]) == 2, seen["pipelined requests"]

@@ -10,7 +10,7 @@ from tests.support import Gateway
 
 
 def scrape(gateway: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(f"{gateway.url}/_gateway/metrics")
+    response = httpx.get(f"{gateway.url}/_gateway/metrics", headers=gateway.admin_headers)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples = {}

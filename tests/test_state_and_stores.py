@@ -1,19 +1,22 @@
-"""The state value and the embedded stores (unit tests, in-process)."""
+"""The state value and the embedded stores (unit tests, in-process), and hostile stored items (a real gateway)."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import ConflictError, StateError, StoreError
-from gateway.state import MaintenanceState, format_time, parse_time, switched_off, switched_on
+from gateway.state import MAX_TIME, MAX_VERSION, MIN_TIME, MaintenanceState, format_time, parse_time, switched_off, switched_on
 from gateway.stores import change_state, open_store, parse_store_url
 from gateway.stores.file import FileStore
 from gateway.stores.memory import MemoryStore
+from tests.support import AWS_ENV, BIN, Gateway, base_env
 
 NOW = 1_800_000_000.0
 
@@ -54,8 +57,17 @@ def test_item_round_trip() -> None:
         ({"ends_at": "tomorrow"}, "ends_at"),
         ({"ends_at": "2026-01-01T00:00:00"}, "ends_at"),
         ({"starts_at": "2026-01-02T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z"}, "ends_at"),
-        ({"schema": 2}, "schema"),
-        ({"message": "x" * 5000}, "message"),
+        ({"schema": 3}, "schema"),
+        ({"message": 5}, "message"),
+        ({"version": 2**53}, "version"),
+        ({"version": -1}, "version"),
+        ({"version": 1.5}, "version"),
+        ({"starts_at": "0001-01-01T00:00:00+01:00"}, "starts_at"),  # year 0 in UTC
+        ({"ends_at": "9999-12-31T23:59:59-14:00"}, "ends_at"),  # year 10000 in UTC
+        ({"ends_at": 5}, "ends_at"),
+        ({"ends_at": "\ud800"}, "ends_at"),
+        ({"updated_at": "2" * 5000}, "updated_at"),
+        ({"mode": ["full"]}, "mode"),
     ],
 )
 def test_malformed_items_name_the_field(item: dict, field: str) -> None:
@@ -142,3 +154,135 @@ def test_store_urls() -> None:
     assert isinstance(open_store("memory:"), MemoryStore)
     with pytest.raises(ValueError):
         parse_store_url("redis://x")
+
+
+def test_stored_text_is_repaired_so_it_always_encodes() -> None:
+    item = {
+        "enabled": True,
+        "message": "lone \ud800 and \udfff, a split pair \ud83d\ude00, NUL \x00 and RTL \u202e kept",
+        "reason": "\udc80" * 600,
+        "updated_by": "\ud800 someone",
+        "version": MAX_VERSION,
+        "starts_at": "0001-01-01T00:00:00Z",
+        "ends_at": "9999-12-31T23:59:59.999Z",
+    }
+    state = MaintenanceState.from_item(item)
+    assert state.message == "lone \ufffd and \ufffd, a split pair \U0001f600, NUL \x00 and RTL \u202e kept"
+    assert state.reason == "\ufffd" * 500  # cut to the limit rather than refused
+    assert state.updated_by == "\ufffd someone"
+    assert (state.starts_at, state.ends_at) == (MIN_TIME, MAX_TIME)
+    assert json.dumps(state.describe(NOW), ensure_ascii=False).encode("utf-8")
+    # Built directly (the CLI passes argv, which may hold undecodable bytes as surrogates): repaired too.
+    direct = switched_on(MaintenanceState(), now=NOW, actor="cli \udcff", message="argv \udcff", reason="\udcfe")
+    assert (direct.message, direct.reason, direct.updated_by) == ("argv \ufffd", "\ufffd", "cli \ufffd")
+    assert MaintenanceState.from_item({"message": "x" * 5000}).message == "x" * 2000
+
+
+def test_times_outside_what_iso_8601_utc_can_name_are_refused() -> None:
+    assert parse_time("t", "0001-01-01T00:00:00Z") == MIN_TIME
+    assert format_time(parse_time("t", "9999-12-31T23:59:59.999Z")) == "9999-12-31T23:59:59.999Z"
+    for text in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00", "\x00", "2026-11-26T10:00:00\ud800"):
+        with pytest.raises(StateError):
+            parse_time("t", text)
+    with pytest.raises(StateError, match="ends_at"):
+        switched_on(MaintenanceState(), now=NOW, actor="ops", starts_at=MAX_TIME - 10, ends_at=MAX_TIME + 10)
+    with pytest.raises(StateError, match="starts_at"):
+        MaintenanceState(enabled=True, starts_at=float("nan"))
+
+
+# What a store may hold, written by an older version, by hand or by a script: the gateway keeps answering.
+HOSTILE_ITEMS = {
+    "lone surrogates": '{"enabled": true, "message": "\\ud800 down \\udfff", "reason": "\\udc80", "updated_by": "\\ud800", "version": 3}',
+    "controls": '{"enabled": true, "message": "nul \\u0000 esc \\u001b[2J bell \\u0007 \\u202e", "version": 4}',
+    "year 0 start": '{"enabled": true, "starts_at": "0001-01-01T00:00:00+01:00", "version": 5}',
+    "year 10000 end": '{"enabled": true, "ends_at": "9999-12-31T23:59:59-14:00", "version": 6}',
+    "the last instant": '{"enabled": true, "starts_at": "0001-01-01T00:00:00Z", "ends_at": "9999-12-31T23:59:59.999Z", "version": 7}',
+    "huge version": '{"enabled": true, "version": 1' + "0" * 40 + "}",
+    "biggest version": '{"enabled": true, "version": 9007199254740991}',
+    "wrong types": '{"enabled": "yes", "message": 5, "mode": ["full"], "version": "3", "ends_at": 17}',
+    "mode": '{"enabled": true, "mode": "\\ud800", "version": 8}',
+    "nulls": '{"enabled": null, "message": null, "mode": null, "version": null, "ends_at": null}',
+    "long message": '{"enabled": true, "message": "' + "\\u0645" * 10_000 + '", "version": 9}',
+    "not an object": "[1, 2, 3]",
+    "deep": "[" * 30_000 + "]" * 30_000,
+}
+
+
+def assert_gateway_survives(gateway: Gateway, store_url: str, commands: tuple[tuple[str, ...], ...] = (("status",), ("status", "--json"))) -> None:
+    """Health (public and detailed), the 503 in all three variants and the ``status`` CLI all answer."""
+    import httpx
+
+    public = httpx.get(f"{gateway.url}/_gateway/health", timeout=5)
+    assert public.status_code == 200, public.text
+    detailed = httpx.get(f"{gateway.url}/_gateway/health", headers=gateway.admin_headers, timeout=5)
+    assert detailed.status_code == 200, detailed.text
+    for accept in ("application/json", "text/html", "text/plain"):
+        answer = httpx.get(f"{gateway.url}/echo", headers={"Accept": accept}, timeout=5)
+        assert answer.status_code in (200, 503), (accept, answer.status_code, answer.text)
+        answer.content.decode("utf-8")
+    for args in commands:
+        result = subprocess.run(
+            [str(BIN / "maintenance-gateway"), *args],
+            env={**base_env(), **AWS_ENV, "GATEWAY_STORE": store_url},
+            capture_output=True,
+            timeout=30,
+        )
+        # Either the state (repaired), or a clear refusal naming the field: never a traceback.
+        assert b"Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 0 or b"store error" in result.stderr, (result.returncode, result.stderr)
+        result.stdout.decode("utf-8")
+
+
+def wait_for_reads(gateway: Gateway, reads: int = 2) -> None:
+    """Until the gateway has read the store ``reads`` more times (so at least once since a write)."""
+    import httpx
+
+    def count() -> int:
+        return int(httpx.get(f"{gateway.url}/_gateway/health", headers=gateway.admin_headers, timeout=5).json()["store"]["reads"])
+
+    target = count() + reads
+    deadline = time.monotonic() + 5
+    while count() < target and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def hostile_store_gateway(log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
+    # A short interval: refused items make the refresher back off (up to 8 intervals).
+    gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_REFRESH_INTERVAL": "0.02"}, name="gateway-hostile-items")
+    yield gateway
+    gateway.stop()
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_ITEMS))
+def test_a_hostile_file_store_item_never_breaks_health_the_503_or_status(hostile_store_gateway: Gateway, name: str) -> None:
+    gateway = hostile_store_gateway
+    gateway.state_path.write_text(HOSTILE_ITEMS[name])
+    wait_for_reads(gateway)
+    assert_gateway_survives(gateway, gateway.env["GATEWAY_STORE"])
+    # It also survives a restart with such an item (the container health check after a deploy).
+    if name in ("lone surrogates", "year 0 start", "huge version"):
+        fresh = Gateway(gateway.state_path.parent, gateway.env["GATEWAY_UPSTREAM_URL"],
+                        {"GATEWAY_STORE": gateway.env["GATEWAY_STORE"]}, name=f"gateway-hostile-restart-{name.replace(' ', '-')}")
+        try:
+            healthcheck = subprocess.run(
+                [str(BIN / "maintenance-gateway"), "healthcheck", "--port", str(fresh.port)],
+                env=base_env(), capture_output=True, timeout=20,
+            )
+            assert healthcheck.returncode == 0, healthcheck.stderr
+            assert_gateway_survives(fresh, gateway.env["GATEWAY_STORE"])
+        finally:
+            fresh.stop()
+    log = gateway.server.log()
+    assert "Traceback" not in log and "Logging error" not in log, log[-3000:]
+
+
+def test_only_a_scoped_state_is_written_in_the_newer_schema() -> None:
+    # Gateways of the previous release refuse schema 2 and keep their last good state; a
+    # scoped state read by them as schema 1 would put the whole site in maintenance.
+    whole_site = switched_on(MaintenanceState(), now=time.time(), actor="t")
+    scoped = switched_on(MaintenanceState(), now=time.time(), actor="t", scope=("/api/checkout/",))
+    assert whole_site.to_item()["schema"] == 1
+    assert scoped.to_item()["schema"] == 2
+    assert MaintenanceState.from_item(scoped.to_item()) == scoped
+    assert MaintenanceState.from_item(whole_site.to_item()) == whole_site

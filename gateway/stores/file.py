@@ -40,7 +40,8 @@ class FileStore:
             raise StoreError(f"{self.path} is larger than {MAX_FILE_SIZE} bytes; not a state file")
         try:
             item = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: nesting deeper than the parser goes is not a state file either.
             raise StoreError(f"{self.path} is not valid JSON ({exc})") from exc
         if not isinstance(item, dict):
             raise StoreError(f"{self.path} does not hold a JSON object")

@@ -12,11 +12,17 @@ DEBUG = False
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "example_site.urls"
 WSGI_APPLICATION = "example_site.wsgi.application"
+# WebSockets (Django Channels) are served by the ASGI entry point; one process's
+# in-memory channel layer is enough for the example.
+ASGI_APPLICATION = "example_site.asgi.application"
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 INSTALLED_APPS = ["corsheaders"]
 MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Reads the gateway's X-Maintenance-Notice so pages can show a maintenance banner.
+    "example_site.maintenance_notice.MaintenanceNoticeMiddleware",
 ]
 DATABASES: dict = {}
 USE_TZ = True

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from example_site import views
+from example_site import shop, views
 
 urlpatterns = [
     path("", views.home),
@@ -11,4 +11,7 @@ urlpatterns = [
     path("api/stream", views.stream),
     path("api/cookies", views.cookies),
     path("api/request-info", views.request_info),
+    path("api/products", shop.products),
+    path("api/cart", shop.cart),
+    path("api/checkout/", shop.checkout),
 ]

@@ -7,9 +7,13 @@ import time
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from example_site.maintenance_notice import banner_html
+
 
 def home(request):
-    return HttpResponse("<!doctype html><title>Example shop</title><h1>Example shop</h1>")
+    # The same warning the front end shows, from the gateway's notice (see maintenance_notice).
+    banner = banner_html(getattr(request, "maintenance_notice", None))
+    return HttpResponse(f"<!doctype html><title>Example shop</title>{banner}<h1>Example shop</h1>")
 
 
 def healthz(request):

@@ -1,0 +1,50 @@
+import { HttpErrorResponse, HttpInterceptorFn, HttpResponse } from '@angular/common/http';
+import { inject } from '@angular/core';
+import { catchError, tap, throwError } from 'rxjs';
+
+import { isUpstreamFailure, maintenanceFrom503 } from './maintenance.model';
+import { MaintenanceService, SKIP_MAINTENANCE_HANDLING } from './maintenance.service';
+
+/**
+ * Reads the gateway's answers on every API call:
+ * - 503 {"error": "maintenance"}: the maintenance screen (whole site), the read-only notice (a
+ *   refused write) or the partial notice (scope), with the countdown from Retry-After/ends_at;
+ * - 502/504 (the gateway's upstream_unavailable/upstream_timeout): "a problem on our side";
+ * - status 0 (no answer at all: the network, or a preflight the site's server did not answer):
+ *   "a problem on our side" when the gateway's status feed answers, else "cannot reach the server".
+ * The error still reaches the caller, so its own loading state ends; isMaintenanceError() lets it
+ * stay quiet about errors this kit already shows.
+ */
+export const maintenanceInterceptor: HttpInterceptorFn = (request, next) => {
+  if (request.context.get(SKIP_MAINTENANCE_HANDLING)) return next(request);
+  const maintenance = inject(MaintenanceService);
+  return next(request).pipe(
+    tap((event) => {
+      if (event instanceof HttpResponse) maintenance.noteSuccess();
+    }),
+    catchError((error: unknown) => {
+      if (error instanceof HttpErrorResponse) {
+        if (error.status === 503) {
+          const window = maintenanceFrom503(error.error, error.headers.get('Retry-After'), Date.now());
+          if (window !== null) {
+            maintenance.noteMaintenance(window, request.method);
+            return throwError(() => error);
+          }
+        }
+        if (error.status === 0) {
+          maintenance.noteNoAnswer();
+        } else if (error.status >= 500 && isUpstreamFailure(error.status, error.error)) {
+          maintenance.noteServerProblem('server');
+        }
+      }
+      return throwError(() => error);
+    }),
+  );
+};
+
+/** Whether an HTTP error is one the kit already shows (maintenance or a server problem). */
+export function isMaintenanceError(error: unknown): boolean {
+  if (!(error instanceof HttpErrorResponse)) return false;
+  if (error.status === 503 && maintenanceFrom503(error.error, null, 0) !== null) return true;
+  return error.status === 0 || isUpstreamFailure(error.status, error.error);
+}

@@ -1,0 +1,215 @@
+"""What the gateway tells front ends and Django about maintenance, without a token.
+
+``GET /_gateway/status`` is the public status feed a browser app polls: a tiny JSON
+body saying no more than the 503 does, cacheable for a second, with an ETag so that a
+poll that changed nothing is a bodiless 304. Like the 503, everything in it is built
+when the state changes (and once a second while ``retry_after`` counts down); per
+request the feed only picks a prebuilt answer for the request's Origin and ETag.
+
+``notice_line`` is the ``X-Maintenance-Notice`` request header Django receives while a
+window is upcoming, or read-only or partial maintenance applies, so a server-rendered
+page can show the same banner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from typing import Any
+
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.cors import GATEWAY_EXPOSED_HEADERS, CorsPolicy
+from gateway.forwarding import NOTICE_HEADER
+from gateway.http import JSON_TYPE, NO_STORE, Headers, body_headers, json_bytes, send_answer
+from gateway.maintenance import MaintenanceResponder
+from gateway.refresher import StateHolder
+from gateway.settings import Settings
+from gateway.state import MaintenanceState, format_time
+
+# Browsers and shared caches may reuse an answer for a second: a thousand tabs polling
+# every few seconds mostly cost a cache hit or a 304.
+CACHE_CONTROL = (b"cache-control", b"public, max-age=1")
+# The CORS headers depend on Origin; the body does not depend on anything in the request.
+_VARY = (b"vary", b"Origin")
+_METHODS = b"GET, HEAD, OPTIONS"
+_MESSAGE_CACHE_LIMIT = 256
+
+
+def status_payload(state: MaintenanceState, now: float, message: str, default_retry_after: int) -> dict[str, Any]:
+    """The feed's body: nothing the 503 does not already say (no reason, no names, no version)."""
+    active = state.active(now)
+    upcoming = state.upcoming(now)
+    if not (active or upcoming):
+        return {
+            "maintenance": False,
+            "mode": "full",
+            "scope": None,
+            "message": None,
+            "starts_at": None,
+            "ends_at": None,
+            "upcoming": False,
+            "retry_after": None,
+        }
+    retry_after = None
+    if active:
+        until_end = state.seconds_until_end(now)
+        retry_after = default_retry_after if until_end is None else until_end
+    return {
+        "maintenance": active,
+        "mode": state.mode,
+        "scope": list(state.scope) if state.scope is not None else None,
+        "message": message,
+        "starts_at": format_time(state.starts_at),
+        "ends_at": format_time(state.ends_at),
+        "upcoming": upcoming,
+        "retry_after": retry_after,
+    }
+
+
+def notice_line(state: MaintenanceState, now: float) -> bytes:
+    """The ``x-maintenance-notice`` header line for forwarded requests, or b"" when none applies.
+
+    A notice applies while a window is upcoming, or while read-only or partial maintenance
+    is on (full maintenance of the whole site forwards nothing but bypasses). The value is
+    compact ASCII JSON (escapes for anything else: a header value is Latin-1 at best), keys
+    with null values left out.
+    """
+    active = state.active(now)
+    upcoming = state.upcoming(now)
+    if not (upcoming or (active and (state.mode == "read-only" or state.scope is not None))):
+        return b""
+    fields: dict[str, Any] = {
+        "mode": state.mode,
+        "scope": list(state.scope) if state.scope is not None else None,
+        "starts_at": format_time(state.starts_at),
+        "ends_at": format_time(state.ends_at),
+        "upcoming": upcoming,
+    }
+    value = json.dumps({key: item for key, item in fields.items() if item is not None}, separators=(",", ":"))
+    return NOTICE_HEADER + b": " + value.encode("ascii") + b"\r\n"
+
+
+def next_boundary(state: MaintenanceState, now: float) -> float:
+    """The next moment what is said about ``state`` changes by itself (a window starts or ends)."""
+    moment = state.next_change(now)
+    return math.inf if moment is None else moment
+
+
+def _etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """RFC 9110 13.1.2: weak comparison against each listed tag, or ``*``."""
+    for candidate in if_none_match.split(b","):
+        tag = candidate.strip()
+        if tag == b"*" or tag.removeprefix(b"W/") == etag:
+            return True
+    return False
+
+
+class StatusFeed:
+    """``/_gateway/status`` as raw ASGI (GET, HEAD, and preflights from allowed origins)."""
+
+    def __init__(self, settings: Settings, cors: CorsPolicy, responder: MaintenanceResponder, holder: StateHolder) -> None:
+        self.cors = cors
+        self.responder = responder
+        self.holder = holder
+        self.default_retry_after = settings.retry_after
+        # As the 503 exposes them, plus ETag: a script reads it to send If-None-Match itself.
+        exposed = list(settings.cors_expose_headers)
+        for name in (*GATEWAY_EXPOSED_HEADERS, "ETag"):
+            if name.lower() not in {item.lower() for item in exposed}:
+                exposed.append(name)
+        self._expose = (b"access-control-expose-headers", ", ".join(exposed).encode("latin-1"))
+        self._built_for: MaintenanceState | None = None
+        self._valid_until = 0.0
+        self.body = b""
+        self.etag = b""
+        self._headers: Headers = []
+        self._not_modified_headers: Headers = []
+        # Ready-to-send (start, body) per (answer kind, Origin), dropped whenever the answer is rebuilt.
+        self._messages: dict[tuple[bool, bytes | None], tuple[Message, Message]] = {}
+
+    def _build(self, state: MaintenanceState, now: float) -> None:
+        payload = status_payload(state, now, self.responder.message_for(state), self.default_retry_after)
+        self.body = json_bytes(payload)
+        self.etag = b'"' + hashlib.blake2b(self.body, digest_size=12).hexdigest().encode("ascii") + b'"'
+        common = [CACHE_CONTROL, (b"etag", self.etag), _VARY]
+        self._headers = body_headers(JSON_TYPE, self.body) + common
+        # RFC 9110 15.4.5: a 304 repeats the validators and caching headers, and has no body.
+        self._not_modified_headers = common
+        self._messages = {}
+        self._built_for = state
+        boundary = next_boundary(state, now)
+        # retry_after counts down each second while maintenance with an end applies.
+        if payload["retry_after"] is not None and state.ends_at is not None:
+            boundary = min(boundary, math.floor(now) + 1.0)
+        self._valid_until = boundary
+
+    def current(self, now: float) -> tuple[bytes, bytes]:
+        """The body and ETag as they stand at ``now`` (rebuilt only when they change)."""
+        state = self.holder.state
+        if state is not self._built_for or now >= self._valid_until:
+            self._build(state, now)
+        return self.body, self.etag
+
+    def _cors_headers(self, origin: bytes | None) -> Headers:
+        if origin is None:
+            return []
+        value = self.cors.allow_origin_value(origin)
+        if value is None:
+            return []
+        headers = [(b"access-control-allow-origin", value)]
+        if self.cors.credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
+        headers.append(self._expose)
+        return headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        origin = if_none_match = None
+        preflight = False
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+            elif name == b"if-none-match":
+                if_none_match = value
+            elif name == b"access-control-request-method":
+                preflight = True
+        if method == "OPTIONS":
+            await self._options(send, origin, preflight)
+            return
+        if method not in ("GET", "HEAD"):
+            await self._not_allowed(send)
+            return
+        self.current(time.time())
+        not_modified = if_none_match is not None and _etag_matches(if_none_match, self.etag)
+        key = (not_modified, origin)
+        pair = self._messages.get(key)
+        if pair is None:
+            status, headers, body = (304, self._not_modified_headers, b"") if not_modified else (200, self._headers, self.body)
+            pair = (
+                {"type": "http.response.start", "status": status, "headers": headers + self._cors_headers(origin)},
+                {"type": "http.response.body", "body": body},
+            )
+            if len(self._messages) >= _MESSAGE_CACHE_LIMIT:
+                self._messages.clear()  # Origin is client-controlled: keep the cache bounded
+            self._messages[key] = pair
+        start, body_message = pair
+        await send(start)
+        await send(body_message)
+
+    async def _options(self, send: Send, origin: bytes | None, preflight: bool) -> None:
+        allowed = self.cors.preflight_headers(origin) if (preflight and origin is not None) else None
+        if allowed is None:
+            await self._not_allowed(send)
+            return
+        await send_answer(send, 204, [(b"vary", b"Origin"), *allowed], b"")
+
+    async def _not_allowed(self, send: Send) -> None:
+        body = json_bytes({"error": "method_not_allowed", "message": "the status feed answers GET and HEAD"})
+        headers = body_headers(JSON_TYPE, body) + [NO_STORE, (b"allow", _METHODS)]
+        # The request body, if any, is not read: the connection cannot carry another request.
+        headers.append((b"connection", b"close"))
+        await send_answer(send, 405, headers, body)
+
