@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from importlib import resources
@@ -20,19 +21,22 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from gateway.admin_changes import MAX_BODY_BYTES, RequestError, next_state, parse_if_match, parse_json_body, whole_number
-from gateway.auth import FailureLimiter, TokenAuth
+from gateway.auth import TokenAuth
 from gateway.bypass import COOKIE_NAME
 from gateway.errors import ConflictError, StoreError
 from gateway.metrics import render as render_metrics
 from gateway.state import format_time, safe_text
+from gateway.stores import call_off_loop
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+logger = logging.getLogger("gateway.admin")
 
 NO_STORE = {"cache-control": "no-store"}
 MAX_HISTORY_LIMIT = 500
@@ -101,18 +105,31 @@ def error_response(error: RequestError) -> JSONResponse:
     return SafeJSONResponse(error.payload(), status_code=error.status, headers=headers)
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refusing (413) as soon as it passes ``limit`` instead of reading it all."""
+async def read_body(request: Request, timeout: float, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing (413) as soon as it passes ``limit`` instead of reading it all,
+    and (408) when it has not all arrived within ``timeout`` seconds (GATEWAY_CLIENT_BODY_TIMEOUT:
+    these bodies are small, so the whole of one gets the time a proxied body gets per piece)."""
     declared = request.headers.get("content-length")
     # The server has framed the body by then; only a length it accepted, and a sane one, is looked at.
     declared_length = whole_number(declared.strip(), 2**63) if declared is not None else None
     if declared_length is not None and declared_length > limit:
         raise RequestError(413, "body_too_large", f"the body is larger than {limit} bytes")
     received = bytearray()
-    async for chunk in request.stream():
-        received += chunk
-        if len(received) > limit:
-            raise RequestError(413, "body_too_large", f"the body is larger than {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                received += chunk
+                if len(received) > limit:
+                    raise RequestError(413, "body_too_large", f"the body is larger than {limit} bytes")
+    except ClientDisconnect:
+        # The client left before its body was whole: nobody reads an answer, and nothing is wrong
+        # with the gateway (a client can do this at will, so it is no error line either).
+        logger.debug("client left before sending the whole body", extra={"event": "body_cut_short", "path": request.url.path})
+        raise RequestError(400, "incomplete_body", "the connection closed before the whole body arrived") from None
+    except TimeoutError:
+        error = RequestError(408, "request_timeout", f"the body did not arrive within {timeout:g} s")
+        error.headers["connection"] = "close"  # the rest of it is not read: nothing else can follow
+        raise error from None
     return bytes(received)
 
 
@@ -140,8 +157,9 @@ class AdminAPI:
         self.gateway = gateway
         settings = gateway.settings
         self.auth = TokenAuth(settings.admin_tokens)
-        self.limiter = FailureLimiter(settings.admin_failure_limit)
+        self.limiter = gateway.failure_limiter
         self.bypass = gateway.bypass
+        self.body_timeout = settings.client_body_timeout
         self.openapi = resources.files("gateway").joinpath("openapi.json").read_bytes()
 
     def client_ip(self, request: Request) -> str:
@@ -185,7 +203,7 @@ class AdminAPI:
 
     async def put_maintenance(self, request: Request) -> Response:
         name, client = self.authorize(request)
-        body = parse_json_body(await read_body(request), request.headers.get("content-type"))
+        body = parse_json_body(await read_body(request, self.body_timeout), request.headers.get("content-type"))
         expected = parse_if_match(request.headers.get("if-match"))
         await self.gateway.change_state(
             lambda current: next_state(current, body, now=time.time(), actor=f"{name} via admin API"),
@@ -212,7 +230,7 @@ class AdminAPI:
         limit = whole_number(request.query_params.get("limit", "20"), MAX_HISTORY_LIMIT)
         if limit is None or limit < 1:
             raise RequestError(400, "invalid_field", f"limit: expected a whole number from 1 to {MAX_HISTORY_LIMIT}", "limit")
-        records = await asyncio.to_thread(self.gateway.store.history, limit)
+        records = await call_off_loop(self.gateway.store.history, limit)
         return SafeJSONResponse({"changes": records}, headers=NO_STORE)
 
     async def bypass_form(self, request: Request) -> Response:
@@ -265,8 +283,9 @@ class AdminAPI:
     async def _presented_secret(self, request: Request) -> tuple[bytes | None, bool, str]:
         header = request.headers.get("x-maintenance-bypass")
         if header is not None:
-            return header.encode("latin-1"), False, "/"
-        raw = await read_body(request, 4096)
+            # RFC 9110 5.5: white space around a field value is not part of it.
+            return header.strip(" \t").encode("latin-1"), False, "/"
+        raw = await read_body(request, self.body_timeout, 4096)
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media == "application/x-www-form-urlencoded":
             # Browsers send a form as percent-encoded UTF-8 (the form's page is UTF-8); the

@@ -23,6 +23,10 @@ from gateway.state import (
 MAX_BODY_BYTES = 16 * 1024
 MAX_DURATION_SECONDS = 366 * 86400
 FIELDS = ("enabled", "mode", "message", "starts_at", "ends_at", "duration_seconds", "reason", "scope")
+# What turning maintenance off takes; the other fields describe a window and mean nothing then.
+OFF_FIELDS = ("enabled", "reason")
+# A window shorter than this would end as it is written (times are kept to the millisecond).
+MIN_DURATION_SECONDS = 1
 
 
 class RequestError(Exception):
@@ -113,6 +117,10 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
         raise invalid("enabled", "expected true or false")
     reason = _text(body, "reason", MAX_REASON_LENGTH)
     if not enabled:
+        # Refused rather than dropped: a message sent with "enabled": false would be lost unseen.
+        ignored = [field for field in FIELDS if field not in OFF_FIELDS and body.get(field) is not None]
+        if ignored:
+            raise invalid(ignored[0], "has no meaning when turning maintenance off (\"enabled\": false)")
         return switched_off(current, now=now, actor=actor, reason=reason)
     mode = body.get("mode", "full")
     if mode not in MODES:
@@ -131,8 +139,8 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
         if isinstance(duration, bool) or not isinstance(duration, int | float):
             raise invalid("duration_seconds", "expected a number of seconds")
         # Compared before any float arithmetic: an integer of thousands of digits has no float.
-        if (isinstance(duration, float) and not math.isfinite(duration)) or not 0 < duration <= MAX_DURATION_SECONDS:
-            raise invalid("duration_seconds", f"must be between 0 and {MAX_DURATION_SECONDS}")
+        if (isinstance(duration, float) and not math.isfinite(duration)) or not MIN_DURATION_SECONDS <= duration <= MAX_DURATION_SECONDS:
+            raise invalid("duration_seconds", f"must be between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS} seconds")
         ends_at = (starts_at if starts_at is not None else now) + duration
     # switched_on and the state itself refuse an end in the past or before the start.
     try:

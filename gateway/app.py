@@ -8,7 +8,6 @@ maintenance; no I/O.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import math
@@ -18,6 +17,9 @@ from collections.abc import Callable
 from starlette.types import Receive, Scope, Send
 
 from gateway.admin import build_admin_app
+from gateway.auth import FailureLimiter
+from gateway.bypass import COOKIE_NAME_BYTES as BYPASS_COOKIE
+from gateway.bypass import EXPIRED_COOKIE_HEADER
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.bypass import BypassSecret
 from gateway.cors import CorsPolicy
@@ -29,7 +31,7 @@ from gateway.refresher import Refresher, StateHolder
 from gateway.settings import Settings, load_settings
 from gateway.state import MaintenanceState
 from gateway.status_feed import StatusFeed, next_boundary, notice_line
-from gateway.stores import Store, apply_change, open_store
+from gateway.stores import Store, apply_change, call_off_loop, open_store
 from gateway.upstream import UpstreamError, UpstreamPool
 from gateway.websocket import WebSocketRelay
 
@@ -74,6 +76,8 @@ class Gateway:
             body_min_rate=settings.client_body_min_rate,
         )
         self.bypass: BypassSecret = BypassSecret(settings.bypass_secret, settings.bypass_cookie_ttl)
+        # One budget of failed guesses per client for admin tokens and bypass secrets alike.
+        self.failure_limiter: FailureLimiter = FailureLimiter(settings.admin_failure_limit)
         self.status_feed = StatusFeed(settings, self.cors, self.responder, self.holder)
         self.admin = build_admin_app(self)
         self.admin_prefix = settings.admin_prefix
@@ -112,15 +116,10 @@ class Gateway:
             self.in_flight += 1
             try:
                 state = self.holder.state
-                if state is not self._decided_for:
-                    self._decide(state, time.time())
-                if state.enabled:
-                    now = time.time()
-                    if now >= self._decided_until:
-                        self._decide(state, now)
-                    if state.active(now) and (state.scope is None or self._in_scope(path)):
-                        await self._maintenance(scope, receive, send, state, now)
-                        return
+                now = self.keep_decided(state)
+                if state.enabled and state.active(now) and (state.scope is None or self._in_scope(path)):
+                    await self._maintenance(scope, receive, send, state, now)
+                    return
                 await self.proxy(scope, receive, send)
             finally:
                 self.in_flight -= 1
@@ -129,6 +128,20 @@ class Gateway:
         else:
             # Only "websocket" is left (ASGI has three scope types): relayed to Django.
             await self.websockets(scope, receive, send)
+
+    def keep_decided(self, state: MaintenanceState) -> float:
+        """Bring what forwarding needs of ``state`` up to date (the scope's matching rules, the
+        notice Django is sent) when the state changed or a window started or ended since; the
+        one check for requests and WebSocket handshakes alike. Returns the time it read, or 0.0
+        while maintenance is off (nothing then depends on the clock, and it is not read)."""
+        if state.enabled:
+            now = time.time()
+            if state is not self._decided_for or now >= self._decided_until:
+                self._decide(state, now)
+            return now
+        if state is not self._decided_for:
+            self._decide(state, time.time())
+        return 0.0
 
     def _decide(self, state: MaintenanceState, now: float) -> None:
         """Work out, once per state (and per window start or end), what requests need of it."""
@@ -143,8 +156,7 @@ class Gateway:
         a path in its scope. For callers off the HTTP hot path (WebSocket handshakes)."""
         if state.scope is None:
             return True
-        if state is not self._decided_for:
-            self._decide(state, time.time())
+        self.keep_decided(state)
         return self._in_scope(path)
 
     def _in_scope(self, path: str) -> bool:
@@ -166,10 +178,25 @@ class Gateway:
 
     def client_lets_through(self, scope: Scope, bypass_header: bytes | None, cookie: bytes | None) -> bool:
         """Whether the client may pass maintenance: its address, the bypass header or cookie
-        (requests and WebSockets alike; the caller has read the two headers already)."""
-        return bool(self.bypass_networks and self._client_bypasses(scope)) or (
-            self.bypass.enabled and self.bypass.request_allowed(bypass_header, cookie)
-        )
+        (requests and WebSockets alike; the caller has read the two headers already).
+
+        A wrong header or bypass cookie counts toward the failure limit the admin API and the
+        bypass form use, and a client over that limit is not let through by a secret at all
+        (it gets the usual maintenance answer). Requests that present neither cost nothing more.
+        """
+        if self.bypass_networks and self._client_bypasses(scope):
+            return True
+        if not self.bypass.enabled:
+            return False
+        valid = self.bypass.presented(bypass_header, cookie)
+        if valid is None:
+            return False
+        client = self.trusted.client_address(scope)
+        if self.failure_limiter.retry_after(client):
+            return False
+        if not valid:
+            self.failure_limiter.record_failure(client)
+        return valid
 
     async def _maintenance(self, scope: Scope, receive: Receive, send: Send, state: MaintenanceState, now: float) -> None:
         """Maintenance applies: forward what may pass (read-only reads, bypasses), answer the rest."""
@@ -205,6 +232,10 @@ class Gateway:
                 return
         self.metrics.maintenance += 1
         start, body = self.responder.messages(state, now, origin, accept, xhr)
+        if cookie is not None and self.bypass.enabled and BYPASS_COOKIE in cookie:
+            # A bypass cookie that did not let the request through is expired, so a browser holding
+            # one from before a change of secret is counted once, not on every request it makes.
+            start = {**start, "headers": [*start["headers"], EXPIRED_COOKIE_HEADER]}
         await send(start)
         await send(body)
 
@@ -227,7 +258,7 @@ class Gateway:
     ) -> MaintenanceState:
         """Write the next state conditionally, apply it here at once, and log the change for the audit."""
 
-        old, new = await asyncio.to_thread(apply_change, self.store, build, expected)
+        old, new = await call_off_loop(apply_change, self.store, build, expected)
         # The other tasks follow at their next refresh; this one need not wait.
         self.holder.apply(new, source=f"admin API ({token_name})")
         audit.info(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import hmac
+import ipaddress
 import math
 import time
 
@@ -41,8 +42,32 @@ class TokenAuth:
         return matched
 
 
+def client_group(address: str) -> str:
+    """Whom the failure limit counts as one client: an IPv4 address, or an IPv6 /64.
+
+    One IPv6 host usually holds a whole /64 (SLAAC, privacy addresses, what a cloud gives an
+    instance), so counting each address apart would give it 2^64 budgets. An IPv4-mapped
+    address is its IPv4 address; anything that is not an address is counted as it is.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 4:
+        return address
+    mapped = ip.ipv4_mapped
+    if mapped is not None:
+        return str(mapped)
+    return f"{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"
+
+
 class FailureLimiter:
-    """At most ``limit`` failed attempts per client address in any ``window`` seconds."""
+    """At most ``limit`` failed attempts per client (see ``client_group``) in any ``window`` seconds.
+
+    One limiter serves every way of presenting a secret (admin tokens, the bypass form, the
+    bypass header and cookie on requests and WebSocket handshakes): a client that runs out
+    of guesses in one runs out in all.
+    """
 
     def __init__(self, limit: int, window: float = 60.0) -> None:
         self.limit = limit
@@ -53,10 +78,10 @@ class FailureLimiter:
         """Seconds until ``client`` may try again; 0 when it may try now."""
         if self.limit <= 0:
             return 0
-        now = time.monotonic() if now is None else now
-        failures = self._failures.get(client)
+        failures = self._failures.get(client_group(client))
         if failures is None:
             return 0
+        now = time.monotonic() if now is None else now
         while failures and failures[0] <= now - self.window:
             failures.popleft()
         if len(failures) < self.limit:
@@ -67,8 +92,9 @@ class FailureLimiter:
         if self.limit <= 0:
             return
         now = time.monotonic() if now is None else now
-        failures = self._failures.pop(client, None) or collections.deque(maxlen=self.limit)
+        group = client_group(client)
+        failures = self._failures.pop(group, None) or collections.deque(maxlen=self.limit)
         failures.append(now)
-        self._failures[client] = failures  # most recent last
+        self._failures[group] = failures  # most recent last
         while len(self._failures) > _MAX_TRACKED_CLIENTS:
             self._failures.popitem(last=False)

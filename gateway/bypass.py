@@ -14,6 +14,12 @@ import time
 COOKIE_NAME = "maintenance_bypass"
 HEADER_NAME = b"x-maintenance-bypass"
 COOKIE_NAME_BYTES = COOKIE_NAME.encode()
+# Sent with a maintenance answer to a request whose bypass cookie did not let it through
+# (the attributes Starlette's delete_cookie writes, so it replaces the cookie the form set).
+EXPIRED_COOKIE_HEADER = (
+    b"set-cookie",
+    COOKIE_NAME_BYTES + b'=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Max-Age=0; Path=/; SameSite=lax',
+)
 
 
 class BypassSecret:
@@ -44,14 +50,20 @@ class BypassSecret:
     def _sign(self, expires: int) -> str:
         return hmac.new(self._key, str(expires).encode(), hashlib.sha256).hexdigest()
 
-    def request_allowed(self, header: bytes | None, cookie_header: bytes | None) -> bool:
-        """Whether a request carries the secret or a valid bypass cookie."""
-        if header is not None and self.matches(header):
+    def presented(self, header: bytes | None, cookie_header: bytes | None) -> bool | None:
+        """What a request presents: None when neither the bypass header nor the bypass cookie
+        (nothing to judge, nothing to count), else whether one of them is valid."""
+        cookies: list[bytes] = []
+        # A substring test first: most Cookie headers (sessions, CSRF) hold no bypass cookie.
+        if cookie_header is not None and COOKIE_NAME_BYTES in cookie_header:
+            for part in cookie_header.split(b";"):
+                name, _, value = part.strip().partition(b"=")
+                if name == COOKIE_NAME_BYTES:
+                    cookies.append(value.strip())
+        if header is None and not cookies:
+            return None
+        # RFC 9110 5.5: white space around a field value is not part of it (h11 strips the
+        # trailing part, httptools keeps it).
+        if header is not None and self.matches(header.strip(b" \t")):
             return True
-        if cookie_header is None:
-            return False
-        for part in cookie_header.split(b";"):
-            name, _, value = part.strip().partition(b"=")
-            if name == COOKIE_NAME_BYTES and self.cookie_valid(value.strip()):
-                return True
-        return False
+        return any(self.cookie_valid(value) for value in cookies)

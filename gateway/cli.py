@@ -15,10 +15,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 
+from gateway.admin_changes import RequestError, next_state
 from gateway.client import AdminClient, AdminError, GatewayUnreachable
 from gateway.errors import ConfigError, ConflictError, StateError, StoreError
 from gateway.settings import FIELDS, Settings, load_settings
-from gateway.state import MaintenanceState, format_time, parse_scope, parse_time, safe_text, switched_off, switched_on
+from gateway.state import MaintenanceState, format_time, parse_scope, parse_time, safe_text
 from gateway.stores import change_state, open_store
 
 EXIT_OK = 0
@@ -173,13 +174,20 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Control characters (an escape sequence could rewrite the operator's screen; a line break
+# could print a forged "maintenance: off" line), format characters (U+202E turns the rest of a
+# line around) and the Unicode line and paragraph separators.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
 def shown(text: str) -> str:
-    """Stored text as a terminal may print it: control characters (an escape sequence
-    could rewrite the operator's screen) are written as ``\\xNN`` escapes, line breaks kept."""
+    """Stored text as one line a terminal may print: every character of ``_ESCAPED_CATEGORIES``
+    is written as its Python escape (``\\n``, ``\\x1b``, ``\\u202e``), so it is seen, not obeyed."""
     if text.isascii() and text.isprintable():
         return text
     return "".join(
-        char if char == "\n" or unicodedata.category(char) != "Cc" else char.encode("unicode_escape").decode("ascii") for char in text
+        char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in _ESCAPED_CATEGORIES else char
+        for char in safe_text(text)
     )
 
 
@@ -212,41 +220,31 @@ def remote(args: argparse.Namespace) -> AdminClient | None:
     return AdminClient(args.url, args.token)
 
 
+def on_body(args: argparse.Namespace) -> dict[str, object]:
+    """``on``'s flags as the admin API's PUT body: the one shape of "turn on", checked by the
+    same ``next_state`` whether it goes to a gateway or straight to the store."""
+    return {
+        "enabled": True,
+        "mode": args.mode,
+        # Undecodable bytes in argv arrive as lone surrogates; they are repaired, not refused.
+        "message": safe_text(args.message),
+        "starts_at": format_time(args.start),
+        "ends_at": format_time(args.until),
+        "duration_seconds": args.duration,
+        "reason": safe_text(args.reason),
+        "scope": list(args.paths) if args.paths else None,
+    }
+
+
+def write_directly(settings: Settings, body: dict[str, object]) -> MaintenanceState:
+    """The change ``body`` asks for, built by ``next_state`` as the admin API builds it, written to the store."""
+    return change_state(open_store(settings.store), lambda current: next_state(current, body, now=time.time(), actor=actor()))
+
+
 def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
-    now = time.time()
-    starts_at = args.start
-    if args.duration is not None:
-        ends_at = (starts_at or now) + args.duration
-    else:
-        ends_at = args.until
+    body = on_body(args)
     client = remote(args)
-    if client is not None:
-        body = {
-            "enabled": True,
-            "mode": args.mode,
-            "message": args.message,
-            "starts_at": format_time(starts_at),
-            "ends_at": format_time(ends_at),
-            "reason": args.reason,
-            "scope": list(args.paths) if args.paths else None,
-        }
-        print(describe_state(MaintenanceState.from_item(client.set(body)), time.time()))
-        return EXIT_OK
-    store = open_store(settings.store)
-    state = change_state(
-        store,
-        lambda current: switched_on(
-            current,
-            now=now,
-            actor=actor(),
-            message=args.message,
-            mode=args.mode,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            reason=args.reason,
-            scope=args.paths,
-        ),
-    )
+    state = MaintenanceState.from_item(client.set(body)) if client is not None else write_directly(settings, body)
     print(describe_state(state, time.time()))
     return EXIT_OK
 
@@ -256,8 +254,7 @@ def cmd_off(settings: Settings, args: argparse.Namespace) -> int:
     if client is not None:
         print(describe_state(MaintenanceState.from_item(client.off(args.reason)), time.time()))
         return EXIT_OK
-    store = open_store(settings.store)
-    state = change_state(store, lambda current: switched_off(current, now=time.time(), actor=actor(), reason=args.reason))
+    state = write_directly(settings, {"enabled": False, "reason": safe_text(args.reason)})
     print(describe_state(state, time.time()))
     return EXIT_OK
 
@@ -288,8 +285,8 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
         if new.get("enabled") and (new.get("starts_at") or new.get("ends_at")):
             window = f" [{new.get('starts_at') or 'now'} .. {new.get('ends_at') or 'open-ended'}]"
         reason = f": {record['reason']}" if record.get("reason") else ""
-        # History lines hold whatever was written, then: repaired so printing cannot fail.
-        print(safe_text(f"v{record.get('version')}  {record.get('at')}  {record.get('by') or 'unknown'}  {change}{window}{reason}"))
+        # History lines hold whatever was written, then: each record is shown as one line.
+        print(shown(f"v{record.get('version')}  {record.get('at')}  {record.get('by') or 'unknown'}  {change}{window}{reason}"))
     return EXIT_OK
 
 
@@ -338,6 +335,17 @@ def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# The flag that sets each field of a change, for error messages.
+_FLAGS = {
+    "message": "--message",
+    "reason": "--reason",
+    "mode": "--mode",
+    "starts_at": "--from",
+    "ends_at": "--until",
+    "duration_seconds": "--for",
+    "scope": "--paths",
+}
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "check-config": cmd_check_config,
@@ -363,6 +371,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFLICT
     except StateError as exc:
         print(f"maintenance-gateway: invalid state: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RequestError as exc:
+        # The checks of the admin API, applied to a change written straight to the store.
+        flag = f" ({_FLAGS.get(exc.field, exc.field)})" if exc.field else ""
+        print(f"maintenance-gateway: {exc.message}{flag}", file=sys.stderr)
         return EXIT_USAGE
     except StoreError as exc:
         print(f"maintenance-gateway: store error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ prebuilt variant and adds the CORS headers for the request's Origin.
 from __future__ import annotations
 
 import html
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -28,6 +29,8 @@ _CONTENT_TYPES = {
 # The body depends on Accept and the CORS headers on Origin; shared caches must know.
 _VARY = (b"vary", b"Accept, Origin")
 _MESSAGE_CACHE_LIMIT = 256
+# "{{ name }}" or "{{name}}" (the same spacing on both sides), for the names render_page fills.
+_PLACEHOLDER = re.compile(r"\{\{( ?)(message|ends_at_sentence|ends_at|retry_after)\1\}\}")
 
 
 def load_page_template(settings: Settings) -> str:
@@ -37,6 +40,11 @@ def load_page_template(settings: Settings) -> str:
 
 
 def render_page(template: str, message: str, ends_at: str | None, retry_after: int) -> str:
+    """The template with ``{{ name }}`` (or ``{{name}}``) placeholders filled, HTML-escaped.
+
+    One pass over the template: a value that itself holds ``{{ retry_after }}`` (a message
+    may say anything) is shown as written, never filled in turn.
+    """
     sentence = f"Expected back at {ends_at}." if ends_at else ""
     values = {
         "message": message,
@@ -44,11 +52,7 @@ def render_page(template: str, message: str, ends_at: str | None, retry_after: i
         "ends_at_sentence": sentence,
         "retry_after": str(retry_after),
     }
-    page = template
-    for name, value in values.items():
-        escaped = html.escape(value)
-        page = page.replace("{{ " + name + " }}", escaped).replace("{{" + name + "}}", escaped)
-    return page
+    return _PLACEHOLDER.sub(lambda match: html.escape(values[match.group(2)]), template)
 
 
 class MaintenanceResponder:

@@ -103,12 +103,19 @@ class WebSocketMetrics:
         self.open = 0
         self.messages = {"client_to_upstream": 0, "upstream_to_client": 0}
         self.bytes = {"client_to_upstream": 0, "upstream_to_client": 0}
-        # The close code the client was sent (or, when the client closed first, the one it sent).
-        self.closes_by_code: dict[int, int] = {}
+        # The close code the client was sent (or, when the client closed first, the one it sent),
+        # as a label: the codes RFC 6455 defines by number, any other under "other". A client may
+        # close with any of 4,000 application codes, and each label value is a series to keep.
+        self.closes_by_code: dict[str, int] = {}
         self.refused = {"maintenance": 0, "overloaded": 0, "upstream": 0, "bad_request": 0}
 
     def closed(self, code: int) -> None:
-        self.closes_by_code[code] = self.closes_by_code.get(code, 0) + 1
+        label = _CLOSE_CODE_LABELS.get(code, "other")
+        self.closes_by_code[label] = self.closes_by_code.get(label, 0) + 1
+
+
+# RFC 6455 7.4.1 and the IANA registry: 1000-1015, of which 1004 is reserved.
+_CLOSE_CODE_LABELS = {code: str(code) for code in range(1000, 1016) if code != 1004}
 
 
 def websocket_lines(websockets: WebSocketMetrics) -> list[str]:
@@ -126,7 +133,7 @@ def websocket_lines(websockets: WebSocketMetrics) -> list[str]:
     ]
     lines += [f'gateway_websocket_bytes_total{{direction="{d}"}} {n}' for d, n in websockets.bytes.items()]
     lines += [
-        "# HELP gateway_websocket_closes_total Relayed WebSockets that ended, by close code.",
+        "# HELP gateway_websocket_closes_total Relayed WebSockets that ended, by close code (other: a code RFC 6455 does not define).",
         "# TYPE gateway_websocket_closes_total counter",
     ]
     lines += [f'gateway_websocket_closes_total{{code="{c}"}} {n}' for c, n in sorted(websockets.closes_by_code.items())]

@@ -274,6 +274,8 @@ class Proxy:
             self.errors.report(exc, scope)
             if response_started:
                 raise  # the status line is gone; the server closes the connection to show the cut
+            if scope["method"] == "OPTIONS" and await self._answer_preflight_for_upstream(scope, send):
+                return
             await self.answer_error(exc.status, scope, send)
         finally:
             if connection is not None:
@@ -394,6 +396,27 @@ class Proxy:
             finished = True
             if not watcher.done():
                 watcher.cancel()
+
+    async def _answer_preflight_for_upstream(self, scope: Scope, send: Send) -> bool:
+        """Answer a preflight Django could not answer, for an allowed origin (False otherwise).
+
+        A browser reports a failed preflight to the page only as a network error, so the
+        page could never read the 502/504 that its real request would get; answered here,
+        the real request follows and the front end can tell "down" from "offline".
+        """
+        origin = preflight = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                preflight = value
+        if origin is None or preflight is None:
+            return False
+        allowed = self.cors.preflight_headers(origin)
+        if allowed is None:
+            return False
+        await send_answer(send, 204, [NO_STORE, (b"vary", b"Origin"), *allowed], b"")
+        return True
 
     async def answer_error(
         self, status: int, scope: Scope, send: Send, message: str | None = None, *, close: bool = False

@@ -15,7 +15,7 @@ import time
 
 from gateway.errors import StoreError
 from gateway.state import MaintenanceState
-from gateway.stores import Store
+from gateway.stores import Store, call_off_loop
 
 logger = logging.getLogger("gateway.state")
 
@@ -128,7 +128,8 @@ class Refresher:
         """One read of the store; True when it succeeded."""
         self.holder.reads += 1
         try:
-            state = await asyncio.to_thread(self.store.read)
+            # A daemon thread: a read stuck for good cannot keep the process alive after SIGTERM.
+            state = await call_off_loop(self.store.read)
         except StoreError as exc:
             self.holder.record_failure(str(exc))
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import signal
 from types import FrameType
@@ -51,8 +52,6 @@ def serve(settings: Settings) -> int:
         ws_max_size=settings.websocket_max_message_bytes,
         ws_ping_interval=settings.websocket_ping_interval,
         ws_per_message_deflate=settings.websocket_per_message_deflate,
-        # Both protocols count the head limit as the bytes arrive (gateway/server_protocols.py).
-        h11_max_incomplete_event_size=settings.max_header_bytes,
         lifespan="on",
         # The gateway sets X-Forwarded-* itself, from the real peer address.
         proxy_headers=False,
@@ -61,7 +60,8 @@ def serve(settings: Settings) -> int:
         date_header=False,
         access_log=settings.access_log,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=int(settings.drain_timeout) or None,
+        # Rounded up, never to None (no limit): a drain under a second still ends.
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
         log_config=logging_config(settings.log_level, settings.log_format),
     )
     return 0

@@ -7,8 +7,10 @@ connection can be in, for either parser:
 - a request head (request line and headers) must arrive within
   ``GATEWAY_CLIENT_HEADER_TIMEOUT`` seconds of its first byte (or of the
   connection opening), and may not be larger than ``GATEWAY_MAX_HEADER_BYTES``
-  (400, connection closed). The bytes are counted as they arrive, so an endless
-  request line or header value holds no more memory than the limit and one read;
+  (400, connection closed, after the answers owed to pipelined requests before it).
+  The limit applies to each head, whatever else a read holds; the bytes are counted
+  as they arrive, so an endless request line or header value holds no more memory
+  than the limit and one read;
 - a request body the answer did not wait for (a 503 to an upload, a 401 from the
   admin API) must be finished within ``GATEWAY_CLIENT_BODY_TIMEOUT`` seconds, as
   nginx's ``lingering_time``; bytes after an answer that start no new request count
@@ -25,8 +27,9 @@ One sweeper task per event loop looks at every connection a few times a second:
 no timer per request, and on the httptools path no work per request beyond a few
 attribute writes and a byte count while a head is arriving.
 
-The h11 protocol also reads request targets and methods as the httptools one
-(llhttp) does, so the same bytes get the same answer whichever parser runs.
+The h11 protocol also reads request lines, targets, methods, Content-Length and
+chunk lines as the httptools one (llhttp) does, and both take HTTP/1.0 and 1.1
+only, so the same bytes get the same answer whichever parser runs.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from typing import Any, NoReturn
 
 import h11
 import httptools
+from h11._readers import ChunkedReader
+from h11._receivebuffer import ReceiveBuffer
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -202,17 +207,47 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
         _uvicorn_data_received(self, data)  # not super(): this runs for every read
 
     def _receive_past_head_limit(self, data: bytes) -> None:
-        room = self._max_header_bytes - self._head_bytes_received
-        self._head_bytes_received = self._max_header_bytes
-        super().data_received(data[:room])
-        if self.transport.is_closing():
+        """A read that would take the arriving head past the limit: fed in pieces of at most the
+        room left, so the limit applies to each head whatever else the read holds (pipelined
+        requests, a body). A head that begins in a piece starts its count again at the next
+        one (``on_message_begin``); a head still arriving with no room left is refused."""
+        while data:
+            if self.cycle is not self._cycle_at_head_start:
+                # The head ended within the limit; the rest is its body or the next request.
+                self.data_received(data)
+                return
+            room = self._max_header_bytes - self._head_bytes_received
+            if room <= 0:
+                logger.info(
+                    "refusing a request head larger than %d bytes", self._max_header_bytes, extra={"event": "bad_request"}
+                )
+                self.send_400_response(INVALID_REQUEST)
+                return
+            piece, data = data[:room], data[room:]
+            self._head_bytes_received += len(piece)  # reset by on_message_begin if a head begins in it
+            self._bytes_received += len(piece)
+            _uvicorn_data_received(self, piece)
+            if self.transport.is_closing():
+                return
+
+    def send_400_response(self, msg: str) -> None:
+        # A malformed request behind pipelined ones still being answered: their answers go
+        # first (closing now would cut the one being written, mid-answer), then the 400. The
+        # latest request's answer is the last of them; reading stops until it is sent.
+        cycle = self.cycle
+        if cycle is None or cycle.more_body or cycle.response_complete or self.transport.is_closing():
+            # No request before this one is owed an answer (or its own body is the malformed part).
+            super().send_400_response(msg)
             return
-        if self.cycle is not self._cycle_at_head_start:
-            # The head ended within the limit; the rest is its body or the next request.
-            self.data_received(data[room:])
-            return
-        logger.info("refusing a request head larger than %d bytes", self._max_header_bytes, extra={"event": "bad_request"})
-        self.send_400_response(INVALID_REQUEST)
+        self.flow.pause_reading()
+        answered = cycle.on_response
+
+        def refuse_after_answer() -> None:
+            answered()
+            if not self.transport.is_closing():
+                super(GatewayHttpToolsProtocol, self).send_400_response(msg)
+
+        cycle.on_response = refuse_after_answer
 
     def on_message_begin(self) -> None:
         self._head_size = 0
@@ -240,6 +275,10 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.parser.get_http_version() not in HTTP_1_VERSIONS:
+            # llhttp takes HTTP/0.9 (no version at all), 2.0 and the RTSP/ICE protocols too; uvicorn
+            # would answer them as HTTP/1.1, and h11 refuses them.
+            raise httptools.HttpParserError(f"unsupported protocol version {self.parser.get_http_version()}")
         super().on_headers_complete()
         # Trailers are never header fields (RFC 9110 6.5.1), but llhttp reports a chunked body's
         # trailer fields through on_header too, and this list is already the request's
@@ -279,6 +318,9 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
 
 
 _uvicorn_data_received = HttpToolsProtocol.data_received
+
+# The versions both parsers answer; anything else gets a 400 (RFC 9112 2.3: HTTP/1.x only here).
+HTTP_1_VERSIONS = frozenset({"1.1", "1.0"})
 
 
 class _Sweeper:
@@ -357,6 +399,36 @@ LLHTTP_METHODS = frozenset(
 
 # A LF without its CR, or a line that starts with white space (obsolete folding).
 _MALFORMED_HEAD = re.compile(rb"(?<!\r)\n|\r\n[ \t]")
+# A request line with runs of spaces between its three parts, which llhttp reads as single ones.
+_SPACED_REQUEST_LINE = re.compile(rb"([^ \r\n]+) +([^ \r\n]+) +(HTTP/[0-9]\.[0-9])")
+# Each Content-Length field line of a head, with its value.
+_CONTENT_LENGTH_FIELD = re.compile(rb"\r\ncontent-length:([^\r\n]*)", re.IGNORECASE)
+# A chunk-size line as llhttp takes it: a size that fits 64 bits, extensions made of tokens and
+# quoted strings with nothing around the ";" and "=", then CRLF (RFC 9112 7.1, 7.1.1).
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_CHUNK_LINE = re.compile(
+    rb"0*[0-9A-Fa-f]{1,16}(?:;" + _TOKEN + rb'(?:=(?:' + _TOKEN + rb'|"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\t -~])*"))?)*\r\n'
+)
+
+
+class _LlhttpChunkedReader(ChunkedReader):
+    """h11's chunked body reader, refusing the chunk lines llhttp refuses: h11 takes white space
+    after the size, any bytes in an extension, 20 hex digits, and waits for ever for the CRLF of
+    a line that ends in a bare LF."""
+
+    def __call__(self, buf: ReceiveBuffer) -> Any:
+        data: bytearray = buf._data
+        if self._reading_trailer:
+            end = data.find(b"\r\n\r\n")
+            if not data.startswith(b"\r\n") and _MALFORMED_HEAD.search(data, 0, len(data) if end < 0 else end + 2):
+                raise h11.RemoteProtocolError("bare LF or folded line in the trailer section", error_status_hint=400)
+        elif self._bytes_in_chunk == 0:
+            # The next line is a chunk-size line, after the CRLF that ends the chunk before.
+            start = len(self._bytes_to_discard)
+            end = data.find(b"\n", start)
+            if end >= 0 and not _CHUNK_LINE.fullmatch(data, start, end + 1):
+                raise h11.RemoteProtocolError("malformed chunk-size line", error_status_hint=400)
+        return super().__call__(buf)
 
 
 class _LlhttpCompatibleConnection(h11.Connection):
@@ -374,6 +446,7 @@ class _LlhttpCompatibleConnection(h11.Connection):
         super().__init__(h11.SERVER, max_incomplete_event_size=max_head_bytes)
         self._max_head_bytes = max_head_bytes
         self._head_checked = 0  # bytes at the start of the buffer already found well-formed
+        self._request_line_read = False  # the head's request line is complete and read as llhttp does
 
     def next_event(self) -> Any:
         if self.their_state is h11.IDLE:
@@ -381,12 +454,42 @@ class _LlhttpCompatibleConnection(h11.Connection):
         event = super().next_event()
         if type(event) is h11.Request:
             self._head_checked = 0
+            self._request_line_read = False
+            if type(self._reader) is ChunkedReader:
+                self._reader = _LlhttpChunkedReader()
             return self._as_llhttp_reads_it(event)
         return event
+
+    def _read_request_line_as_llhttp_does(self) -> None:
+        """llhttp skips CR and LF before a request line (RFC 9112 2.2 lets a server ignore empty
+        lines there) and reads runs of spaces between its parts as one (RFC 9112 3 lets it parse
+        on white space); h11 refuses both. The gateway sends Django a request line of its own,
+        so taking them here makes nothing ambiguous downstream."""
+        receive_buffer = self._receive_buffer
+        buffer: bytearray = receive_buffer._data
+        skip = 0
+        while skip < len(buffer) and buffer[skip] in b"\r\n":
+            skip += 1
+        if skip:
+            receive_buffer._extract(skip)  # also resets h11's search positions
+            self._head_checked = 0
+        line_end = buffer.find(b"\r\n")
+        if line_end < 0:
+            return
+        self._request_line_read = True
+        if buffer.find(b"  ", 0, line_end) >= 0:
+            spaced = _SPACED_REQUEST_LINE.fullmatch(buffer, 0, line_end)
+            if spaced is not None:
+                line = b" ".join(spaced.groups())  # before the buffer changes under the match
+                receive_buffer._extract(line_end)
+                buffer[0:0] = line
+                self._head_checked = 0  # what was checked moved: look at the head again
 
     def _check_head(self) -> None:
         """Refuse a head in the buffer over the size limit (complete or not; h11's own limit
         counts only an incomplete one) or malformed."""
+        if not self._request_line_read:
+            self._read_request_line_as_llhttp_does()
         buffer: bytearray = self._receive_buffer._data
         # Only the bytes that came since the last look (and the three before them, for a
         # line end split between two reads): a head trickling in is not scanned over and over.
@@ -398,10 +501,18 @@ class _LlhttpCompatibleConnection(h11.Connection):
         if _MALFORMED_HEAD.search(buffer, resume, size):
             self._refuse("bare LF or folded line in the request head")
         self._head_checked = size
+        if end >= 0:
+            # h11 merges identical Content-Length fields and lists of one value; llhttp refuses
+            # them, and a list is how two hops come to disagree on a body's end (RFC 9112 6.3).
+            lengths = _CONTENT_LENGTH_FIELD.findall(buffer, 0, size)
+            if len(lengths) > 1 or (lengths and b"," in lengths[0]):
+                self._refuse("repeated Content-Length")
 
     def _as_llhttp_reads_it(self, event: h11.Request) -> h11.Request:
         if event.method not in LLHTTP_METHODS:
             self._refuse("unknown method")
+        if event.http_version not in (b"1.1", b"1.0"):
+            self._refuse("unsupported protocol version")  # as for httptools: HTTP_1_VERSIONS
         try:
             url = httptools.parse_url(event.target)
         except httptools.HttpParserError:

@@ -247,7 +247,7 @@ FIELDS: tuple[Field, ...] = (
         "60",
         "seconds a client may leave the gateway's answer unread before the connection is dropped",
     ),
-    Field("max_header_bytes", _number(int, 1024, False), "32768", "largest request header block (then 400)"),
+    Field("max_header_bytes", _number(int, 1024, False), "32768", "largest request head: the request line and headers together (then 400)"),
     Field("max_in_flight", _number(int, 1, False), "1000", "requests handled at once; more get a quick 503 with CORS"),
     Field(
         "request_buffer_bytes",

@@ -72,7 +72,8 @@ def parse_scope(value: Any) -> tuple[str, ...] | None:
     site), checked as a write must be; raises StateError naming ``scope``.
 
     Refused: a prefix with a dot-segment ("." or "..": no request path is ever under it, see
-    ``matches_bypass_path``) or with control characters (it would reach terminals and headers).
+    ``matches_bypass_path``), with control characters (it would reach terminals and headers),
+    with percent-encoding, white space or a backslash (it would match no decoded request path).
     """
     if value is None:
         return None
@@ -95,6 +96,15 @@ def parse_scope(value: Any) -> tuple[str, ...] | None:
             raise StateError("scope", f"{shown} holds a dot-segment")
         if "?" in prefix or "#" in prefix:
             raise StateError("scope", f"{shown} is not a path (no query or fragment)")
+        if "%" in prefix:
+            # Scopes are matched against the decoded path (what the server hands the gateway):
+            # an encoded prefix would match nothing. Refused rather than decoded, since %2F
+            # would then turn into a segment boundary the operator did not write.
+            raise StateError("scope", f"{shown} holds a %: give the path decoded, as in /shop/caf\u00e9/")
+        if "\\" in prefix or any(char.isspace() for char in prefix):
+            # Stray white space is a typo that would silently cover nothing; a backslash is read
+            # as a slash by browsers but not by the path match.
+            raise StateError("scope", f"{shown} holds white space or a backslash")
         prefixes.append(prefix)
     return tuple(prefixes) or None
 

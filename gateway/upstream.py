@@ -103,7 +103,10 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self.cut(UpstreamProtocolError("the upstream switched protocols, which the gateway does not proxy"))
         except httptools.HttpParserError as exc:
-            self.cut(UpstreamProtocolError(f"malformed response from the upstream: {exc}"))
+            cause = exc.__context__  # a callback's own verdict travels as the parser error's context
+            if not isinstance(cause, UpstreamError):
+                cause = UpstreamProtocolError(f"malformed response from the upstream: {exc}")
+            self.cut(cause)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
@@ -162,13 +165,25 @@ class UpstreamConnection(asyncio.Protocol):
         if not self.headers_complete:
             self.headers.append((name.lower(), value))
 
+    def on_message_begin(self) -> None:
+        if self.message_complete:
+            # A response begins with no request outstanding (RFC 9112 9.3: responses answer
+            # requests in order): the bytes are a broken or hostile upstream's, and read as the
+            # next answer they would reach another client. The connection is never reused.
+            raise UpstreamProtocolError("the upstream sent bytes after a complete response")
+
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        if 100 <= status < 200:
+        if status < 200:
+            if status < 100:
+                raise UpstreamProtocolError(f"the upstream answered with status {status}")
             # 100 Continue, 103 Early Hints: interim answers the client does not need.
             self._informational = True
             self.headers = []
             return
+        if status > 599:
+            # Three digits, but no status class (RFC 9110 15): nothing a client can be given.
+            raise UpstreamProtocolError(f"the upstream answered with status {status}")
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         self.headers_complete = True

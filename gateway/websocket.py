@@ -177,11 +177,11 @@ class WebSocketRelay:
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="gateway-websocket-watcher")
         state = self.gateway.holder.state
-        if state.enabled:
-            now = time.time()
-            if self.refuses(state, now, scope):
-                await self._refuse_for_maintenance(scope, send, state, now)
-                return
+        # As for a request: the notice Django is sent (and the scope's rules) as they stand now.
+        now = self.gateway.keep_decided(state)
+        if state.enabled and self.refuses(state, now, scope):
+            await self._refuse_for_maintenance(scope, send, state, now)
+            return
         if len(self.sockets) + self.connecting >= self.max_connections:
             self.metrics.refused["overloaded"] += 1
             await self._refuse(scope, send, OVERLOADED_REASON, 503)

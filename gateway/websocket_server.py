@@ -5,6 +5,10 @@ protocols answer an open socket with 1012 (Service Restart) there and then, so a
 being replaced would drop every browser's socket at the first second of its drain.
 Here an open socket is left to the gateway's relay instead, which lets it run until the
 drain timeout and then closes it with 1001 (Going Away), always with a close frame.
+
+It also reads the handshake's request target as an HTTP request's is read (an
+absolute-form target by its path and query; anything else without a path is a 400),
+and lets a refusal sent through the denial-response extension end the handshake quietly.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Coroutine
+from http import HTTPStatus
 from typing import Any, Protocol, cast
 
+import httptools
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 from gateway.write_batching import BatchingTransport
 
@@ -42,6 +49,21 @@ def forget_server_stop(relay: Drains) -> None:
     _relays.discard(relay)
 
 
+def origin_form(target: str) -> str | None:
+    """The path and query of a handshake's request target, as uvicorn's httptools protocol
+    routes an HTTP request (an absolute-form ``http://host/path?q`` by ``/path?q``; the
+    fragment dropped), or None when the target has no path starting with ``/`` (``*``,
+    authority-form, ``http://host``): neither origin-form nor absolute-form (RFC 9112 3.2)."""
+    try:
+        url = httptools.parse_url(target.encode("ascii"))
+    except (httptools.HttpParserError, UnicodeEncodeError):
+        return None
+    if url.path is None or not url.path.startswith(b"/"):
+        return None
+    path = url.path.decode("ascii")
+    return path + "?" + url.query.decode("ascii") if url.query is not None else path
+
+
 class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
     """``websockets``' sans-I/O protocol under uvicorn, minus the immediate 1012 on stop, and
     with a client that stops answering pings dropped for good."""
@@ -58,11 +80,38 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
         # Messages the relay writes in one pass of the loop leave in one system call.
         super().connection_made(cast(asyncio.Transport, BatchingTransport(cast(asyncio.Transport, transport), self.loop)))
 
+    def handle_connect(self, event: Request) -> None:
+        # uvicorn's HTTP protocols hand the handshake over with the request target as the
+        # client sent it, and this protocol takes the scope's path from it as it stands: an
+        # absolute-form target would reach the application as the path "http://host/..." (past
+        # every prefix rule), where an HTTP request with the same target is routed by its path.
+        target = origin_form(event.path)
+        if target is None:
+            self.handshake_initiated = self.handshake_complete = self.close_sent = True
+            self.conn.send_response(self.conn.reject(HTTPStatus.BAD_REQUEST, "Invalid request target.\n"))
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+            return
+        event.path = target
+        super().handle_connect(event)
+
     def send(self, message: Any) -> Coroutine[Any, Any, None]:
-        # No extra coroutine for every relayed message: only a close needs the step below.
-        if message["type"] == "websocket.close":
+        # No extra coroutine for every relayed message: only a close and the end of a refusal
+        # need the steps below.
+        kind = message["type"]
+        if kind == "websocket.close":
             return self._send_close(message)
+        if kind == "websocket.http.response.body":
+            return self._send_refusal_body(message)
         return super().send(message)
+
+    async def _send_refusal_body(self, message: Any) -> None:
+        await super().send(message)
+        if self.close_sent:
+            # The refusal (the denial-response extension's answer) is sent: that ends the
+            # handshake. uvicorn's wsproto protocol marks it so; this one does not, and would
+            # log "ASGI callable returned without completing handshake" for every refusal.
+            self.handshake_complete = True
 
     async def _send_close(self, message: Any) -> None:
         await super().send(message)

@@ -105,6 +105,13 @@ def test_scheduled_window_shows_upcoming(admin: httpx.Client, admin_gateway: Gat
         ({"duration_seconds": True}, 400, "duration_seconds"),
         ({"duration_seconds": 60, "ends_at": "2099-01-01T00:00:00Z"}, 400, "duration_seconds"),
         ({"reason": ["a"]}, 400, "reason"),
+        # A window must outlast the millisecond its times are kept to.
+        ({"duration_seconds": 0.0001}, 400, "duration_seconds"),
+        ({"duration_seconds": 0.999}, 400, "duration_seconds"),
+        # Turning off takes a reason only: a message or a window would be dropped unseen.
+        ({"enabled": False, "message": "lost"}, 400, "message"),
+        ({"enabled": False, "ends_at": "2099-01-01T00:00:00Z"}, 400, "ends_at"),
+        ({"enabled": False, "scope": ["/echo/"]}, 400, "scope"),
     ],
 )
 def test_invalid_bodies_name_the_field(admin: httpx.Client, body: dict, status: int, field: str) -> None:
@@ -689,7 +696,8 @@ def test_put_with_a_scope_takes_only_those_paths_down(admin: httpx.Client, admin
 @pytest.mark.parametrize(
     "scope",
     ["/echo/", {"path": "/echo/"}, [5], ["/echo/../admin/"], ["/echo/./x/"], ["/echo/\u0000/"], ["/echo/\u001b[2J"],
-     ["/echo/\ud800/"], ["/echo?x=1"], [""], ["/"], ["/a" * 101], ["/p"] * 17],
+     ["/echo/\ud800/"], ["/echo?x=1"], [""], ["/"], ["/a" * 101], ["/p"] * 17,
+     ["/api/check%6Fut/"], ["/shop/caf%C3%A9/"], ["/echo/ x/"], ["/echo/\t/"], ["/echo/x\u3000/"], ["/echo\\x/"]],
 )
 def test_a_bad_scope_is_a_400_naming_the_field(admin: httpx.Client, scope: object) -> None:
     version = admin.get("/maintenance").json()["version"]
@@ -698,6 +706,16 @@ def test_a_bad_scope_is_a_400_naming_the_field(admin: httpx.Client, scope: objec
     assert response.status_code == 400, response.text
     assert response.json()["field"] == "scope"
     assert admin.get("/maintenance").json()["version"] == version  # nothing written
+
+
+def test_an_encoded_scope_is_refused_with_what_to_send_instead(admin: httpx.Client, admin_gateway: Gateway) -> None:
+    refused = admin.put("/maintenance", json={"scope": ["/shop/caf%C3%A9/"]})
+    assert refused.status_code == 400 and "decoded" in refused.json()["message"], refused.text
+    decoded = admin.put("/maintenance", json={"scope": ["/echo/caf\u00e9/"]})
+    assert decoded.status_code == 200, decoded.text
+    # The scope covers the path however the client encodes it: the server decodes it first.
+    assert httpx.get(f"{admin_gateway.url}/echo/caf%C3%A9/x").status_code == 503
+    assert httpx.get(f"{admin_gateway.url}/echo/cafe/x").status_code == 200
 
 
 def test_the_status_feed_is_public_and_listed(admin_gateway: Gateway) -> None:

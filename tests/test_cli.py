@@ -113,7 +113,7 @@ def test_status_shows_stored_text_safely(tmp_path: Path) -> None:
     assert status.returncode == 0 and b"Traceback" not in status.stderr, status.stderr
     text = status.stdout.decode("utf-8")
     assert not any(char in text for char in "\x1b\x07\x00\x9b")
-    assert "\\x1b[2J" in text and "lone \ufffd two\nlines" in text and "\ufffd nul \\x00" in text
+    assert "\\x1b[2J" in text and "lone \ufffd two\\nlines" in text and "\ufffd nul \\x00" in text
     as_json = cli("status", "--json", store=store)
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["message"].startswith("\x1b[2J")
     # Undecodable bytes in argv (surrogates to Python) are repaired before they are stored.
@@ -170,3 +170,43 @@ def test_paths_through_a_running_gateway(log_dir: Path, raw_upstream: str) -> No
         gateway.stop()
     assert refused.status_code == 503 and refused.json()["scope"] == ["/echo/checkout/"]
     assert served.status_code == 200
+
+
+def test_on_applies_the_checks_of_the_admin_api(tmp_path: Path) -> None:
+    """A change written straight to the store is built as the admin API builds it."""
+    store = tmp_path / "state.json"
+    refused = {
+        ("--reason", "release 42\nmaintenance: off"): ("reason", "--reason"),
+        ("--message", "Back soon\x1b[2J"): ("message", "--message"),
+        ("--for", "367d"): ("duration_seconds", "--for"),
+        ("--paths", "/api/check%6Fut/,/shop/caf%C3%A9/"): ("decoded", "--paths"),
+        ("--paths", "/api/check out/"): ("white space", "--paths"),
+        ("--paths", "/api\\checkout/"): ("backslash", "--paths"),
+    }
+    for args, said in refused.items():
+        result = cli("on", *args, store=store)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert all(word in result.stderr for word in said), (args, result.stderr)
+    assert not store.exists()
+    assert cli("on", "--for", "366d", "--message", "two\nlines\tare fine in a message", store=store).returncode == 0
+    off = cli("off", "--reason", "done\nmaintenance: on", store=store)
+    assert off.returncode == 2 and "reason" in off.stderr
+    assert FileStore(str(store)).read().enabled
+
+
+def test_status_and_history_print_one_line_per_field_whatever_the_store_holds(tmp_path: Path) -> None:
+    store = tmp_path / "state.json"
+    forged = "release 42\nmaintenance: off\u2028maintenance: off\u202e\u200f\r"
+    store.write_text(json.dumps({"enabled": True, "message": forged, "reason": forged, "updated_by": forged, "version": 3}))
+    Path(f"{store}.history").write_text(
+        json.dumps({"version": 3, "at": "2026-01-01T00:00:00Z\nv9", "by": forged, "reason": forged, "old": None, "new": {"enabled": True}}) + "\n"
+    )
+    status = cli("status", store=store).stdout
+    lines = status.splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == ["maintenance", "message", "reason", "version"], status
+    assert sum(line.startswith("maintenance:") for line in lines) == 1
+    for char in "\u2028\u202e\u200f\r":
+        assert char not in status
+    assert "release 42\\nmaintenance: off\\u2028maintenance: off\\u202e\\u200f\\r" in status
+    history = cli("history", store=store).stdout
+    assert len(history.splitlines()) == 1 and "\u2028" not in history and "\\nv9" in history, history

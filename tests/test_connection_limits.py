@@ -265,3 +265,52 @@ def test_the_request_line_counts_toward_the_head_limit(gateway: Gateway, raw_ups
         # The line and the headers together: each alone is within the limit.
         both = client.get("/echo", params={"q": "a" * 20_000}, headers={"X-Filler": "f" * 20_000})
         assert both.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/_gateway/maintenance", "/_gateway/bypass"])
+def test_an_admin_body_that_stops_arriving_gets_a_408(gateway: Gateway, path: str) -> None:
+    authorization = f"Authorization: Bearer {TOKEN}\r\n" if path.endswith("maintenance") else ""
+    request = f"PUT {path} HTTP/1.1\r\nHost: a\r\n{authorization}Content-Type: application/json\r\n"
+    if path.endswith("bypass"):
+        request = request.replace("PUT", "POST", 1)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(request.encode() + b"Content-Length: 100\r\n\r\n{")
+        started = time.monotonic()
+        answer = read_head(sock)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"connection: close" in answer.lower()
+        assert time.monotonic() - started < TIMEOUT + 1.5
+        assert closed_by_peer(sock, BOUND)
+
+
+def _pipelined_statuses(gateway: Gateway, data: bytes, expected: int) -> list[bytes]:
+    """Send ``data`` in one write; the status lines of the answers, once ``expected`` came or the peer closed."""
+    statuses: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(data)
+        received = b""
+        deadline = time.monotonic() + 10
+        while len(statuses) < expected and time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            received += chunk
+            statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
+    return statuses
+
+
+def test_the_head_limit_applies_to_each_pipelined_head_not_to_each_read(gateway: Gateway) -> None:
+    # Two heads of 20 KB each in one write: each is within the limit, together they are not.
+    log_before = len(gateway.server.log())
+    padded = b"GET /status/200 HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 20_000 + b"\r\n\r\n"
+    assert _pipelined_statuses(gateway, padded * 2, 2) == [b"200", b"200"]
+    # Many small requests in one write, far more bytes than the limit in all.
+    small = b"GET /status/200 HTTP/1.1\r\nHost: a\r\n\r\n"
+    assert _pipelined_statuses(gateway, small * 2000, 2000) == [b"200"] * 2000
+    # A head over the limit behind a valid one is still refused, after the valid one's answer.
+    oversized = b"GET /status/200 HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 40_000 + b"\r\n\r\n"
+    assert _pipelined_statuses(gateway, small + oversized, 2) == [b"200", b"400"]
+    assert "unable to perform operation" not in gateway.server.log()[log_before:]

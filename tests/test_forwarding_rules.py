@@ -21,6 +21,7 @@ import pytest
 from gateway.forwarding import bypass_prefixes, matches_bypass_path, valid_host, without_cookie
 from gateway.state import switched_off, switched_on
 from gateway.stores import change_state
+from tests.raw_http import RawUpstream, read_head
 from tests.support import CORS_ENV, Gateway
 
 BYPASS_SECRET = "s3cret-bypass-value-for-tests"
@@ -99,37 +100,16 @@ def values(echo: dict, name: str) -> list[str]:
     return [value for key, value in echo["headers"] if key == name]
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(RawUpstream):
     """A raw-socket upstream: reads each request head and lets ``answer`` write whatever bytes it likes."""
 
     def __init__(self, answer: Callable[[socket.socket, bytes], None]) -> None:
-        self.answer = answer
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        def serve(connection: socket.socket, number: int) -> None:
+            head, rest = read_head(connection)
+            if head:
+                answer(connection, head + b"\r\n\r\n" + rest)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                head += chunk
-            self.answer(conn, head)
-
-    def close(self) -> None:
-        self.sock.close()
+        super().__init__(serve)
 
 
 # -- trailers (RFC 9110 6.5.1: trailer fields are never merged into the header section)

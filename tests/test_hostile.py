@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.raw_http import RawUpstream, read_head
 from tests.support import CORS_ENV, FRONT_ORIGIN, Gateway
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -229,42 +230,36 @@ def test_a_flood_beyond_the_limit_gets_a_quick_503_with_cors(log_dir: Path, raw_
     assert health.status_code == 200
 
 
-class RecordingUpstream:
+class RecordingUpstream(RawUpstream):
     """A bare TCP upstream that records each request line exactly as the gateway sent it
     (an HTTP server there would normalise what it parsed) and answers 200."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = "http://127.0.0.1:%d" % self.listener.getsockname()[1]
         self.request_lines: list[bytes] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(self._record)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
-
-    def _serve(self, connection: socket.socket) -> None:
+    def _record(self, connection: socket.socket, number: int) -> None:
         pending = b""
-        with connection:
-            while True:
-                while b"\r\n\r\n" not in pending:
-                    try:
-                        chunk = connection.recv(65536)
-                    except OSError:
-                        return
-                    if not chunk:
-                        return
-                    pending += chunk
-                head, pending = pending.split(b"\r\n\r\n", 1)
-                self.request_lines.append(head.split(b"\r\n", 1)[0])
-                connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        while True:
+            head, pending = read_head(connection, pending)
+            if not head:
+                return
+            self.request_lines.append(head.split(b"\r\n", 1)[0])
+            pending = self._skip_body(connection, head.lower(), pending)
+            connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
 
-    def close(self) -> None:
-        self.listener.close()
+    @staticmethod
+    def _skip_body(connection: socket.socket, head: bytes, pending: bytes) -> bytes:
+        """Read past the body the gateway framed (a length, or chunks ending in an empty trailer)."""
+        if b"\r\ntransfer-encoding: chunked" in head:
+            while b"0\r\n\r\n" not in pending:
+                pending += connection.recv(65536) or b"0\r\n\r\n"
+            return pending.split(b"0\r\n\r\n", 1)[1]
+        length = re.search(rb"\r\ncontent-length: *(\d+)", head)
+        size = int(length.group(1)) if length else 0
+        while len(pending) < size:
+            pending += connection.recv(65536) or b"\0" * size
+        return pending[size:]
 
 
 # Request targets and methods h11 and llhttp could read differently (RFC 9112 3.1, 3.2).
@@ -292,6 +287,22 @@ TARGETS_AND_METHODS = {
         b"GET /behind HTTP/1.1\r\nHost: a\r\n\r\n"
     ),
     "pipelined requests": b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n",
+    # Framing and versions h11 and llhttp could read differently (RFC 9112 2.3, 6.3, 7.1).
+    "identical content-lengths": b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+    "content-length list": b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\nx",
+    "space after the chunk size": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1 \r\nx\r\n0\r\n\r\n",
+    "NUL in a chunk extension": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;\x00\r\nx\r\n0\r\n\r\n",
+    "chunk extension": b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n1;a=b\r\nx\r\n0\r\n\r\n",
+    "chunk size past 64 bits": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nx\r\n0\r\n\r\n",
+    "bare LF chunk lines": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\n0\n\n",
+    "bare LF in the trailer": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: a\n\r\n",
+    "HTTP/1.2": b"GET /echo HTTP/1.2\r\nHost: a\r\n\r\n",
+    "HTTP/2.0 request line": b"GET /echo HTTP/2.0\r\nHost: a\r\n\r\n",
+    "HTTP/0.9 with a version": b"GET /echo HTTP/0.9\r\nHost: a\r\n\r\n",
+    "no version": b"GET /echo\r\n\r\n",
+    "leading empty line": b"\r\nGET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    "double space in the request line": b"GET  /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    "double space before the version": b"GET /echo  HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
 }
 
 
@@ -312,10 +323,30 @@ def test_both_parsers_answer_the_same_bytes_alike(log_dir: Path) -> None:
     finally:
         upstream.close()
     differences = {case: answers for case, answers in seen.items() if answers["httptools"] != answers["h11"]}
-    assert not differences, differences
+    assert not differences, "\n".join(f"{case}: {answers}" for case, answers in differences.items())
     # The admin routes are reached by an absolute-form target's path, never forwarded.
     assert seen["absolute-form to the admin prefix"]["h11"][:2] == ([b"HTTP/1.1 200 OK"], [])
     assert seen["absolute-form with a port, query and fragment"]["h11"][1] == [b"GET /echo?q=1 HTTP/1.1"]
     assert seen["lowercase method"]["h11"][0] == [b"HTTP/1.1 400 Bad Request"]
     assert seen["request behind an upgrade not taken"]["h11"] == ([b"HTTP/1.1 200 OK"], [b"GET /echo HTTP/1.1"], True)
     assert len(seen["pipelined requests"]["h11"][0]) == 2, seen["pipelined requests"]
+    # Refused at once (within the exchange's second), never left waiting for bytes that cannot come.
+    for case in (
+        "identical content-lengths",
+        "content-length list",
+        "space after the chunk size",
+        "NUL in a chunk extension",
+        "chunk size past 64 bits",
+        "bare LF chunk lines",
+        "bare LF in the trailer",
+        "HTTP/1.2",
+        "HTTP/2.0 request line",
+        "HTTP/0.9 with a version",
+        "no version",
+    ):
+        assert seen[case]["h11"][0] == [b"HTTP/1.1 400 Bad Request"] and seen[case]["h11"][2], (case, seen[case])
+    for case in ("identical content-lengths", "content-length list", "HTTP/1.2", "no version"):
+        assert seen[case]["h11"][1] == [], (case, seen[case])
+    # Empty lines before a request line and runs of spaces in it are read as llhttp reads them.
+    for case in ("chunk extension", "leading empty line", "double space in the request line", "double space before the version"):
+        assert seen[case]["h11"][:2] == ([b"HTTP/1.1 200 OK"], [b"GET /echo HTTP/1.1" if case != "chunk extension" else b"POST /echo HTTP/1.1"]), (case, seen[case])

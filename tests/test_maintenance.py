@@ -218,3 +218,12 @@ def test_fail_open_serves_until_the_store_is_read(log_dir, raw_upstream: str) ->
         gateway.stop()
     assert response.status_code == 200
     assert ready.status_code == 200
+
+
+def test_placeholders_inside_the_message_are_shown_as_written(raw_gateway: Gateway) -> None:
+    """The page is filled in one pass: text in the message is never filled in turn."""
+    raw_gateway.turn_on(message="Back in {{ retry_after }} s, {{ends_at}} {{ message }}", ends_at=time.time() + 600)
+    response = httpx.get(f"{raw_gateway.url}/", headers={"Accept": "text/html"})
+    assert response.status_code == 503
+    assert "Back in {{ retry_after }} s, {{ends_at}} {{ message }}" in response.text
+    assert "Expected back at" in response.text  # the template's own placeholders are filled

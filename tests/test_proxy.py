@@ -10,6 +10,7 @@ import time
 import httpx
 
 from tests.conftest import FRONT_ORIGIN
+from tests.raw_http import RawUpstream, read_head
 from tests.support import Gateway, free_port
 
 
@@ -261,56 +262,32 @@ def test_http_1_0_client_without_host_gets_an_answer(raw_gateway: Gateway) -> No
     assert header_values(echoed["headers"], "host") == [raw_gateway.env["GATEWAY_UPSTREAM_URL"].removeprefix("http://")]
 
 
-class ClosingUpstream:
+class ClosingUpstream(RawUpstream):
     """An upstream that answers the first request on each connection and silently drops the
     connection on the second: the race where a kept-alive connection dies under a new request."""
 
     def __init__(self) -> None:
-        import threading
+        super().__init__(self._serve_two)
 
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import threading
-
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
+    @staticmethod
+    def _serve_two(conn: socket.socket, number: int) -> None:
+        buffered = b""
+        for request in (1, 2):
+            head, buffered = read_head(conn, buffered)
+            if not head:
                 return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True).start()
-
-    def _serve(self, conn: socket.socket, number: int) -> None:
-        with conn:
-            buffered = b""
-            for request in (1, 2):
-                while b"\r\n\r\n" not in buffered:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buffered += chunk
-                head, _, buffered = buffered.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(buffered) < length:
-                    buffered += conn.recv(65536)
-                body_in, buffered = buffered[:length], buffered[length:]
-                if request == 2:
-                    return  # closed with no answer
-                body = b"connection %d got %d bytes" % (number, len(body_in))
-                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
-
-    def close(self) -> None:
-        self.sock.close()
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(buffered) < length:
+                buffered += conn.recv(65536)
+            body_in, buffered = buffered[:length], buffered[length:]
+            if request == 2:
+                return  # closed with no answer
+            body = b"connection %d got %d bytes" % (number, len(body_in))
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
 
 
 def test_a_request_on_a_connection_that_died_is_sent_again(log_dir) -> None:
@@ -350,3 +327,95 @@ def test_idle_upstream_connections_are_retired_after_the_idle_timeout(log_dir, r
         gateway.stop()
     assert soon == first  # reused while fresh
     assert later != first  # retired once idle longer than GATEWAY_UPSTREAM_IDLE_TIMEOUT
+
+
+def test_a_preflight_django_cannot_answer_is_answered_so_the_502_stays_readable(log_dir) -> None:
+    from tests.conftest import CORS_ENV
+
+    gateway = Gateway(log_dir, f"http://127.0.0.1:{free_port()}", CORS_ENV, name="gateway-no-upstream-preflight")
+    preflight = {"Origin": FRONT_ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    try:
+        with gateway.client() as client:
+            allowed = client.options("/api/echo", headers=preflight)
+            refused = client.options("/api/echo", headers={**preflight, "Origin": "http://evil.example"})
+            plain = client.options("/api/echo")
+    finally:
+        gateway.stop()
+    assert allowed.status_code == 204
+    assert allowed.headers["access-control-allow-origin"] == FRONT_ORIGIN
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    # Not a preflight from an allowed origin: Django's absence is reported as it is.
+    assert refused.status_code == 502 and "access-control-allow-origin" not in refused.headers
+    assert plain.status_code == 502
+
+
+class BrokenAnswersUpstream(RawUpstream):
+    """An upstream that answers some paths with bytes past the end of a complete response,
+    or with a status outside 100-599; every other path gets ``connection N`` (its connection)."""
+
+    SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Smuggled: yes\r\n\r\nSMUGGLED"
+    ANSWERS = {
+        # A response with no body, then a whole second response in the same write.
+        b"/no-content-and-more": b"HTTP/1.1 204 No Content\r\nContent-Length: 67\r\n\r\n" + SMUGGLED,
+        b"/status-999": b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok",
+        b"/status-099": b"HTTP/1.1 099 Weird\r\nContent-Length: 2\r\n\r\nok",
+    }
+
+    def __init__(self) -> None:
+        super().__init__(self._serve)
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        buffered = b""
+        while True:
+            head, buffered = read_head(conn, buffered)
+            if not head:
+                return
+            path = head.split(b" ", 2)[1]
+            if path in self.ANSWERS:
+                conn.sendall(self.ANSWERS[path])
+            elif path == b"/ok-then-part-of-another":
+                # A complete answer, then (once the gateway holds the connection idle) the start
+                # of another that no request asked for.
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                time.sleep(0.2)
+                conn.sendall(self.SMUGGLED[:-4])
+            else:
+                body = b"connection %d" % number
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def test_bytes_after_a_complete_upstream_answer_are_never_read_as_another(log_dir) -> None:
+    upstream = BrokenAnswersUpstream()
+    gateway = Gateway(log_dir, upstream.url, {"GATEWAY_UPSTREAM_IDLE_TIMEOUT": "30"}, name="gateway-broken-answers")
+    try:
+        with gateway.client() as client:
+            no_content = client.get("/no-content-and-more")
+            after_no_content = client.get("/next")
+            ok = client.get("/ok-then-part-of-another")
+            time.sleep(0.5)
+            after_part = client.get("/next")
+    finally:
+        gateway.stop()
+        upstream.close()
+    # The first message reaches the client as it was; what followed it is dropped with the connection.
+    assert no_content.status_code == 204 and no_content.content == b""
+    assert "x-smuggled" not in no_content.headers
+    assert after_no_content.status_code == 200 and after_no_content.text == "connection 2"
+    assert ok.status_code == 200 and ok.text == "ok"
+    assert after_part.status_code == 200 and after_part.text == "connection 3"
+    assert "Traceback" not in gateway.server.log()
+
+
+def test_a_status_outside_100_to_599_is_a_502(log_dir) -> None:
+    upstream = BrokenAnswersUpstream()
+    gateway = Gateway(log_dir, upstream.url, {}, name="gateway-bad-status")
+    try:
+        with gateway.client() as client:
+            answers = [client.get(path) for path in ("/status-999", "/status-099")]
+    finally:
+        gateway.stop()
+        upstream.close()
+    for answer in answers:
+        assert answer.status_code == 502, answer.content
+        assert answer.json()["error"] == "upstream_unavailable"
+    assert "Traceback" not in gateway.server.log()

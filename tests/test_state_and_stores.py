@@ -286,3 +286,125 @@ def test_only_a_scoped_state_is_written_in_the_newer_schema() -> None:
     assert scoped.to_item()["schema"] == 2
     assert MaintenanceState.from_item(scoped.to_item()) == scoped
     assert MaintenanceState.from_item(whole_site.to_item()) == whole_site
+
+
+def _finishes(call, timeout: float = 3.0) -> BaseException | None:
+    """Run ``call`` in a daemon thread; the exception it raised (None if none), or fail if it hangs."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert outcome, f"{call} did not return within {timeout} s"
+    return outcome[0]
+
+
+def test_a_fifo_or_device_where_a_store_file_belongs_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "state.json"
+    store = FileStore(str(path))
+    os.mkfifo(path)
+    error = _finishes(store.read)
+    assert isinstance(error, StoreError) and str(path) in str(error) and "not a regular file" in str(error)
+    path.unlink()
+    change_state(store, lambda s: switched_on(s, now=time.time(), actor="a"))
+    history = Path(f"{path}.history")
+    history.unlink()
+    os.mkfifo(history)
+    assert isinstance(_finishes(lambda: store.history(5)), StoreError)
+    write = _finishes(lambda: change_state(store, lambda s: switched_off(s, now=time.time(), actor="a")))
+    assert isinstance(write, StoreError) and str(history) in str(write)
+    assert store.read().enabled  # a change whose history cannot be written is not made
+    symlinked = FileStore(str(tmp_path / "device.json"))
+    (tmp_path / "device.json").symlink_to("/dev/zero")
+    assert isinstance(_finishes(symlinked.read), StoreError)
+
+
+def _wait_until(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _stopped_within(gateway: Gateway, seconds: float) -> bool:
+    import os
+    import signal
+    import subprocess as sp
+
+    os.killpg(gateway.pid, signal.SIGTERM)
+    try:
+        gateway.server.process.wait(seconds)
+        return True
+    except sp.TimeoutExpired:
+        return False
+    finally:
+        gateway.server.stop(signal.SIGKILL)
+
+
+def test_a_state_file_replaced_by_a_fifo_keeps_the_gateway_alive_and_stoppable(log_dir: Path, raw_upstream: str) -> None:
+    import httpx
+    import os
+
+    gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_DRAIN_TIMEOUT": "1"}, name="gateway-fifo")
+    try:
+        gateway.turn_on(message="frozen")
+        stored = gateway.state_path.read_text()
+        gateway.state_path.unlink()
+        os.mkfifo(gateway.state_path)
+        assert _wait_until(lambda: gateway.health()["store"]["status"] == "stale")
+        assert str(gateway.state_path) in gateway.health()["store"]["error"]
+        gateway.state_path.unlink()
+        gateway.state_path.write_text(stored)
+        gateway.turn_off()  # read by the gateway again: it is not stuck
+        assert httpx.get(f"{gateway.url}/echo").status_code == 200
+        os.unlink(gateway.state_path)
+        os.mkfifo(gateway.state_path)
+        time.sleep(0.5)
+    finally:
+        stopped = _stopped_within(gateway, 8)
+    assert stopped, gateway.server.log()
+
+
+def test_store_calls_that_never_end_do_not_keep_the_gateway_from_stopping(log_dir: Path, raw_upstream: str) -> None:
+    """DynamoDB that accepts the connection and never answers (its server stopped) with a long
+    read timeout: the refresher's read and an admin write hang, and SIGTERM still ends the
+    process, after a drain shorter than a second."""
+    import threading
+
+    import httpx
+
+    from tests.support import DynamoDBServer
+
+    dynamodb = DynamoDBServer(log_dir, name="moto-hang")
+    try:
+        url = dynamodb.store_url("hang", read_timeout="120", connect_timeout="120", max_attempts="1")
+        open_store(url).create_table()  # type: ignore[attr-defined]
+        gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_STORE": url, "GATEWAY_DRAIN_TIMEOUT": "0.5"}, name="gateway-hang")
+        try:
+            assert gateway.health()["store"]["status"] == "ok"
+            dynamodb.pause()
+            put = threading.Thread(
+                target=lambda: httpx.put(f"{gateway.url}/_gateway/maintenance", json={}, headers=gateway.admin_headers, timeout=30),
+                daemon=True,
+            )
+            put.start()
+            time.sleep(0.5)  # the refresher (every 0.1 s) and the write are now waiting on DynamoDB
+        finally:
+            stopped = _stopped_within(gateway, 8)
+    finally:
+        dynamodb.stop()
+    assert stopped, gateway.server.log()

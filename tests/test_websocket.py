@@ -522,3 +522,125 @@ def test_a_browser_gets_no_maintenance_close_when_django_is_unreachable(log_dir:
         assert refused.value.response.status_code == 502
     finally:
         gateway.stop()
+
+
+# --- the handshake's request target, the notice Django is sent, quiet refusals, bounded metrics --
+
+
+def _raw_exchange(port: int, target: bytes, extra: bytes = b"Origin: " + BROWSER_ORIGIN.encode() + b"\r\n") -> tuple[bytes, int | None, bytes]:
+    """A handshake from raw bytes; if it is accepted, ``cmd:seen`` is sent. The status line, then
+    the opcode and payload of the first frame the client receives (None, b"" when refused)."""
+    raw = socket.create_connection(("127.0.0.1", port))
+    raw.settimeout(5)
+    try:
+        raw.sendall(
+            b"GET " + target + b" HTTP/1.1\r\nHost: shop.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0]
+        if b" 101 " not in status + b" ":
+            return status, None, b""
+        command = b"cmd:seen"
+        raw.sendall(bytes([0x81, 0x80 | len(command)]) + b"\x00\x00\x00\x00" + command)  # masked, key 0
+        while True:
+            if len(data) >= 2:
+                length, offset = data[1] & 0x7F, 2
+                if length == 126:  # the seen handshake is longer than 125 bytes, never over 64 KiB
+                    length, offset = (int.from_bytes(data[2:4], "big"), 4) if len(data) >= 4 else (1 << 20, 4)
+                if len(data) >= offset + length:
+                    return status, data[0] & 0x0F, data[offset : offset + length]
+            chunk = raw.recv(65536)
+            assert chunk, "the connection closed before a whole frame arrived"
+            data += chunk
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("scheme", [b"http", b"HTTP"])
+def test_an_absolute_form_target_is_routed_by_its_path(gateway: Gateway, scheme: bytes) -> None:
+    """``GET http://host/path`` is routed as HTTP requests are (by its path and query), so
+    partial maintenance and the gateway's own prefix apply to it, and Django sees the path."""
+    gateway.turn_on(scope=("/chat/",), message="Chat is being upgraded")
+    status, opcode, payload = _raw_exchange(gateway.port, scheme + b"://shop.example/chat/room")
+    assert status.startswith(b"HTTP/1.1 101")
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == CloseCode.TRY_AGAIN_LATER
+    assert payload[2:].startswith(b"maintenance; ")
+
+    status, _, _ = _raw_exchange(gateway.port, scheme + b"://shop.example/_gateway/health")
+    assert status.startswith(b"HTTP/1.1 403")
+
+    status, opcode, payload = _raw_exchange(gateway.port, scheme + b"://shop.example/orders/a%2Fb?x=1")
+    assert status.startswith(b"HTTP/1.1 101") and opcode == 0x1
+    seen = json.loads(payload)
+    assert (seen["path"], seen["raw_path"], seen["query_string"]) == ("/orders/a/b", "/orders/a%2Fb", "x=1")
+
+
+@pytest.mark.parametrize("target", [b"*", b"http://shop.example", b"http://shop.example?x=1", b"shop.example:443"])
+def test_a_handshake_whose_target_is_not_a_path_is_refused_with_400(ws_gateway: Gateway, target: bytes) -> None:
+    status, _, _ = _raw_exchange(ws_gateway.port, target)
+    assert status.startswith(b"HTTP/1.1 400")
+
+
+def _notice_django_saw(gateway: Gateway, path: str = "/orders/live") -> dict[str, object] | None:
+    with open_socket(gateway.url, path) as ws:
+        ws.send("cmd:seen")
+        seen = json.loads(ws.recv(timeout=5))
+    notices = [value for name, value in seen["headers"] if name == "x-maintenance-notice"]
+    assert len(notices) <= 1
+    return json.loads(notices[0]) if notices else None
+
+
+def test_the_handshake_carries_the_notice_as_it_stands_now(gateway: Gateway) -> None:
+    """No HTTP request passes the gateway here: the handshakes alone must see each change."""
+    starts = time.time() + 1.0
+    gateway.turn_on(scope=("/chat/",), starts_at=starts)
+    upcoming = _notice_django_saw(gateway)
+    assert upcoming is not None and upcoming["upcoming"] is True
+    # The window starts by the clock alone (no store change).
+    time.sleep(max(0.0, starts - time.time()) + 0.1)
+    started = _notice_django_saw(gateway)
+    assert started is not None and started["upcoming"] is False and started["scope"] == ["/chat/"]
+    gateway.turn_off()
+    assert _notice_django_saw(gateway) is None
+    gateway.turn_on(mode="read-only", starts_at=time.time() + 60)
+    read_only = _notice_django_saw(gateway)
+    assert read_only is not None and read_only["mode"] == "read-only"
+
+
+def test_refusals_answered_with_http_log_no_error(gateway: Gateway) -> None:
+    """A non-browser's refused handshake (the gateway's 503, Django's 403) completes the
+    handshake as the server expects: nothing is logged as an error."""
+    logged_before = len(gateway.server.log())
+    with pytest.raises(InvalidStatus) as refused_by_django:
+        open_socket(gateway.url, "/refuse", origin=None)
+    assert refused_by_django.value.response.status_code == 403
+    gateway.turn_on()
+    with pytest.raises(InvalidStatus) as refused_for_maintenance:
+        open_socket(gateway.url, origin=None)
+    assert refused_for_maintenance.value.response.status_code == 503
+    time.sleep(0.3)  # the server logs after the application returns
+    logged = gateway.server.log()[logged_before:]
+    assert "without completing handshake" not in logged
+    assert "ERROR" not in logged
+
+
+def test_close_codes_a_client_chooses_are_counted_under_one_label(gateway: Gateway) -> None:
+    for code in (4000, 4001, 3999, 4999):
+        ws = open_socket(gateway.url)
+        ws.send("x")
+        ws.recv(timeout=5)
+        ws.close(code, "application code")
+    wait_until(lambda: "gateway_websockets_open 0" in gateway.metrics())
+    lines = [line for line in gateway.metrics().splitlines() if line.startswith("gateway_websocket_closes_total{")]
+    labels = {line.split('"')[1] for line in lines}
+    assert "other" in labels
+    assert labels <= {"other"} | {str(code) for code in range(1000, 1016)}
+    other = [line for line in lines if 'code="other"' in line]
+    assert int(other[0].split()[-1]) >= 4

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from gateway.stores.base import Store, apply_change, change_state
+from gateway.stores.threads import call_off_loop
 
-__all__ = ["Store", "apply_change", "change_state", "open_store", "parse_store_url"]
+__all__ = ["Store", "apply_change", "call_off_loop", "change_state", "open_store", "parse_store_url"]
 
 SCHEMES = ("file:", "memory:", "dynamodb://")
 

@@ -7,9 +7,11 @@ writes of several processes. Each change is appended to ``PATH.history`` (JSON l
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from collections import deque
 from pathlib import Path
@@ -22,6 +24,28 @@ from gateway.stores.base import history_record
 MAX_FILE_SIZE = 64 * 1024
 
 
+def open_regular(path: Path, flags: int) -> int:
+    """A descriptor for ``path`` if it is a regular file; StoreError naming the path if not.
+
+    O_NONBLOCK: opening a FIFO (or a device) put where the file should be must not wait for
+    a writer for ever; it opens at once and is refused here. On a regular file the flag
+    changes nothing. FileNotFoundError passes through for the caller to decide.
+    """
+    try:
+        descriptor = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise StoreError(f"{path} is not a regular file") from exc
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise StoreError(f"{path} is not a regular file")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
 class FileStore:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
@@ -30,7 +54,7 @@ class FileStore:
 
     def read(self, consistent: bool = False) -> MaintenanceState:
         try:
-            with self.path.open("rb") as handle:
+            with os.fdopen(open_regular(self.path, os.O_RDONLY), "rb") as handle:
                 raw = handle.read(MAX_FILE_SIZE + 1)
         except FileNotFoundError:
             return MaintenanceState()
@@ -54,13 +78,15 @@ class FileStore:
         directory = self.path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            with open(f"{self.path}.lock", "a+b") as lock:
+            with os.fdopen(open_regular(Path(f"{self.path}.lock"), os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+b") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                current = self.read()
-                if current.version != state.version - 1:
-                    raise ConflictError(state.version - 1, current.version)
-                self._replace(state)
-                with self.history_path.open("a", encoding="utf-8") as history:
+                # Opened before the state is replaced: a history that cannot be written stops the change.
+                history_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                with os.fdopen(open_regular(self.history_path, history_flags), "a", encoding="utf-8") as history:
+                    current = self.read()
+                    if current.version != state.version - 1:
+                        raise ConflictError(state.version - 1, current.version)
+                    self._replace(state)
                     history.write(json.dumps(history_record(previous, state)) + "\n")
         except OSError as exc:
             raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
@@ -81,7 +107,7 @@ class FileStore:
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         try:
-            with self.history_path.open(encoding="utf-8") as handle:
+            with os.fdopen(open_regular(self.history_path, os.O_RDONLY), encoding="utf-8") as handle:
                 lines = deque(handle, maxlen=limit)
         except FileNotFoundError:
             return []
