@@ -48,3 +48,13 @@ def read_head(sock: socket.socket, received: bytes = b"") -> tuple[bytes, bytes]
         received += chunk
     head, _, rest = received.partition(b"\r\n\r\n")
     return head, rest
+
+
+def exchange_until_close(port: int, request: bytes) -> bytes:
+    """Send ``request`` to a server on loopback and read everything until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from gateway.bypass import COOKIE_NAME, BypassSecret
+from tests.raw_http import exchange_until_close
 from tests.support import AWS_ENV, BIN, Gateway, base_env, free_port
 
 PUBLIC_HEALTH_KEYS = {"status", "maintenance", "mode", "upcoming", "store"}
@@ -394,12 +395,7 @@ def test_changing_the_secret_revokes_every_cookie() -> None:
 
 
 def raw_reply(gateway: Gateway, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
-        sock.sendall(request)
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
-    return reply
+    return exchange_until_close(gateway.port, request)
 
 
 def raw_put(gateway: Gateway, body: bytes) -> httpx.Response:

@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from gateway.bypass import COOKIE_NAME
+from tests.raw_http import exchange_until_close
 from tests.support import Gateway
 
 TOKEN = "limits-token-0123456789abcdef"
@@ -129,12 +130,7 @@ def test_clients_of_one_ipv6_64_share_a_budget(gateway: Gateway) -> None:
 
 
 def raw_reply(gateway: Gateway, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
-        sock.sendall(request)
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
-    return reply
+    return exchange_until_close(gateway.port, request)
 
 
 @pytest.mark.parametrize("value", [SECRET.encode() + b" ", SECRET.encode() + b"\t \t", b" \t" + SECRET.encode() + b" "])
