@@ -150,6 +150,16 @@ class Servers:
             args.append("--factory")
         return self.start(name, args, env)
 
+    def nginx(self, conf_template: str, upstream_port: int) -> Server:
+        """nginx in the foreground, its configuration ``conf_template`` filled in, proxying to ``upstream_port``."""
+        port = free_port()
+        prefix = self.workdir / "nginx"
+        prefix.mkdir()
+        (prefix / "nginx.conf").write_text(conf_template.format(prefix=prefix, upstream_port=upstream_port, port=port))
+        return self.start(
+            "nginx", ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"], port=port
+        )
+
     def stop_all(self) -> None:
         for server in self.started:
             server.stop()
@@ -243,17 +253,9 @@ def start_all(servers: Servers, baseline: Path | None = None) -> dict[str, Serve
         "GATEWAY_LOG_LEVEL": "warning",
     }
     gateway_args = [str(BIN / "maintenance-gateway"), "serve", "--port", "{port}"]
-    nginx_port = free_port()
-    prefix = servers.workdir / "nginx"
-    prefix.mkdir()
-    (prefix / "nginx.conf").write_text(
-        NGINX_CONF.format(prefix=prefix, upstream_port=upstream.port, port=nginx_port)
-    )
     started = {
         "direct": upstream,
-        "nginx": servers.start(
-            "nginx", ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"], port=nginx_port
-        ),
+        "nginx": servers.nginx(NGINX_CONF, upstream.port),
         "gateway": servers.start("gateway", gateway_args, gateway_env),
         "gateway-503": servers.start(
             "gateway-503",

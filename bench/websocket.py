@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import BIN, Servers, cpu_seconds, free_port, process_tree, rss_kib
+from bench.run import BIN, Servers, cpu_seconds, process_tree, rss_kib
 
 NGINX_WEBSOCKET_CONF = """
 worker_processes 1;
@@ -155,15 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     "GATEWAY_WEBSOCKET_MAX_CONNECTIONS": str(max(2000, args.idle * 2)),
                 },
             )
-            nginx_port = free_port()
-            prefix = workdir / "nginx"
-            prefix.mkdir()
-            (prefix / "nginx.conf").write_text(
-                NGINX_WEBSOCKET_CONF.format(prefix=prefix, upstream_port=upstream.port, port=nginx_port)
-            )
-            nginx = servers.start(
-                "nginx", ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"], port=nginx_port
-            )
+            nginx = servers.nginx(NGINX_WEBSOCKET_CONF, upstream.port)
             proxies = {"nginx": nginx, "gateway": gateway}
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in proxies}
             for name, server in proxies.items():  # warm up

@@ -319,8 +319,7 @@ def safe_next_path(candidate: str) -> str:
     if (
         not candidate.startswith("/")
         or candidate[1:2] in ("/", "\\")
-        or not candidate.isprintable()
-        or safe_text(candidate) != candidate
+        or not candidate.isprintable()  # also refuses lone surrogates (category Cs)
         or len(candidate) > 2000
     ):
         return "/"

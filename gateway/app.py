@@ -23,7 +23,7 @@ from gateway.bypass import EXPIRED_COOKIE_HEADER
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.bypass import BypassSecret
 from gateway.cors import CorsPolicy
-from gateway.forwarding import TrustedPeers, bypass_prefixes, matches_bypass_path
+from gateway.forwarding import TrustedPeers, bypass_prefixes, has_dot_segment, matches_bypass_path
 from gateway.maintenance import MaintenanceResponder
 from gateway.metrics import Metrics
 from gateway.proxy import Proxy
@@ -163,13 +163,9 @@ class Gateway:
         """Whether partial maintenance covers ``path``: under a prefix by whole segments, the
         rule of GATEWAY_BYPASS_PATHS. A path with a dot-segment counts as covered: whatever
         resolves it later may land under a prefix, and maintenance is the safe side."""
-        if matches_bypass_path(path, self._scope_prefixes, self._scope_exact):
-            return True
-        return "/." in path and any(segment in (".", "..") for segment in path.split("/"))
+        return has_dot_segment(path) or path.startswith(self._scope_prefixes) or path in self._scope_exact
 
-    def _client_bypasses(self, scope: Scope) -> bool:
-        # The one rule for the client's address (the admin failure limit uses it too).
-        address = self.trusted.client_address(scope)
+    def _address_bypasses(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -184,14 +180,19 @@ class Gateway:
         bypass form use, and a client over that limit is not let through by a secret at all
         (it gets the usual maintenance answer). Requests that present neither cost nothing more.
         """
-        if self.bypass_networks and self._client_bypasses(scope):
-            return True
+        # The one rule for the client's address (the admin failure limit uses it too), read once.
+        client = None
+        if self.bypass_networks:
+            client = self.trusted.client_address(scope)
+            if self._address_bypasses(client):
+                return True
         if not self.bypass.enabled:
             return False
         valid = self.bypass.presented(bypass_header, cookie)
         if valid is None:
             return False
-        client = self.trusted.client_address(scope)
+        if client is None:
+            client = self.trusted.client_address(scope)
         if self.failure_limiter.retry_after(client):
             return False
         if not valid:
@@ -206,7 +207,8 @@ class Gateway:
             self.metrics.bypassed += 1
             await self.proxy(scope, receive, send)
             return
-        # One pass over the headers collects everything the decision and the answer need.
+        # One pass over the headers collects what the decision and the answer need (the client's
+        # address, when a rule needs it, is read by ``TrustedPeers.client_address``).
         origin = accept = bypass_header = cookie = None
         xhr = preflight = False
         for name, value in scope["headers"]:

@@ -19,7 +19,7 @@ from gateway.admin_changes import RequestError, next_state
 from gateway.client import AdminClient, AdminError, GatewayUnreachable
 from gateway.errors import ConfigError, ConflictError, StateError, StoreError
 from gateway.settings import FIELDS, Settings, load_settings
-from gateway.state import MaintenanceState, format_time, parse_scope, parse_time, safe_text
+from gateway.state import MAX_TIME, MaintenanceState, format_time, parse_scope, parse_time, safe_text
 from gateway.stores import change_state, open_store
 
 EXIT_OK = 0
@@ -52,7 +52,10 @@ def parse_duration(text: str) -> float:
 def parse_moment(text: str) -> float:
     """An ISO-8601 time with a zone, or ``+DURATION`` from now."""
     if text.startswith("+"):
-        return time.time() + parse_duration(text[1:])
+        later = time.time() + parse_duration(text[1:])
+        if not later <= MAX_TIME:  # also infinity; format_time could not write it
+            raise argparse.ArgumentTypeError(f"{ascii(text[:64])} ends after 9999-12-31T23:59:59Z")
+        return later
     try:
         moment = parse_time("time", text)
     except StateError as exc:
@@ -278,8 +281,8 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     if not records:
         print("no changes recorded")
     for record in records:
-        new = record.get("new") or {}
-        old = record.get("old") or {}
+        # A hand-edited history may hold anything there: what is not an object shows as "(none)".
+        new, old = (value if isinstance(value := record.get(key), dict) else {} for key in ("new", "old"))
         change = f"{_onoff(old)} -> {_onoff(new)}"
         window = ""
         if new.get("enabled") and (new.get("starts_at") or new.get("ends_at")):

@@ -29,13 +29,8 @@ class CorsPolicy:
         self.allowed = settings.cors_allowed_origins
         self._allowed_parts = {(parts.scheme, parts.netloc) for parts in map(urlsplit, self.allowed)}
         self._regexes = [re.compile(pattern) for pattern in settings.cors_allowed_origin_regexes]
-        exposed = list(settings.cors_expose_headers)
-        for name in GATEWAY_EXPOSED_HEADERS:
-            if name.lower() not in {item.lower() for item in exposed}:
-                exposed.append(name)
-        self._simple_extra: Headers = [(b"access-control-expose-headers", ", ".join(exposed).encode("latin-1"))]
-        if self.credentials:
-            self._simple_extra.insert(0, (b"access-control-allow-credentials", b"true"))
+        self._configured_expose = settings.cors_expose_headers
+        self._simple_extra = self.simple_extra(GATEWAY_EXPOSED_HEADERS)
         # django-cors-headers sends the simple headers on preflights too.
         preflight: Headers = list(self._simple_extra)
         preflight.append((b"access-control-allow-headers", ", ".join(settings.cors_allow_headers).encode("latin-1")))
@@ -44,6 +39,18 @@ class CorsPolicy:
             preflight.append((b"access-control-max-age", str(settings.cors_preflight_max_age).encode()))
         self._preflight_extra = preflight
         self._decisions: dict[bytes, bytes | None] = {}
+
+    def simple_extra(self, exposed_by_gateway: tuple[str, ...]) -> Headers:
+        """The headers that follow Access-Control-Allow-Origin on an answer of the gateway's own:
+        credentials (when allowed) and the configured exposed headers plus ``exposed_by_gateway``."""
+        exposed = list(self._configured_expose)
+        for name in exposed_by_gateway:
+            if name.lower() not in {item.lower() for item in exposed}:
+                exposed.append(name)
+        extra: Headers = [(b"access-control-expose-headers", ", ".join(exposed).encode("latin-1"))]
+        if self.credentials:
+            extra.insert(0, (b"access-control-allow-credentials", b"true"))
+        return extra
 
     def allow_origin_value(self, origin: bytes) -> bytes | None:
         """The ``Access-Control-Allow-Origin`` value for this Origin, or None if not allowed."""
@@ -78,14 +85,15 @@ class CorsPolicy:
             return True
         return any(regex.match(origin) for regex in self._regexes)
 
-    def simple_headers(self, origin: bytes | None) -> Headers:
-        """Headers that let a script on ``origin`` read a gateway answer (empty if not allowed)."""
+    def simple_headers(self, origin: bytes | None, extra: Headers | None = None) -> Headers:
+        """Headers that let a script on ``origin`` read a gateway answer (empty if not allowed);
+        ``extra`` is another ``simple_extra`` (an answer that exposes more headers)."""
         if origin is None:
             return []
         value = self.allow_origin_value(origin)
         if value is None:
             return []
-        return [(b"access-control-allow-origin", value), *self._simple_extra]
+        return [(b"access-control-allow-origin", value), *(self._simple_extra if extra is None else extra)]
 
     def preflight_headers(self, origin: bytes) -> Headers | None:
         """Headers of a preflight answer, or None when the origin is not allowed."""

@@ -101,11 +101,16 @@ def matches_bypass_path(path: str, prefixes: tuple[str, ...], exact: frozenset[s
     """
     if not (path.startswith(prefixes) or path in exact):
         return False
+    return not has_dot_segment(path)
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether the (percent-decoded) ``path`` has a "." or ".." segment."""
     if "/." in path:
         for segment in path.split("/"):
             if segment == "." or segment == "..":
-                return False
-    return True
+                return True
+    return False
 
 
 class TrustedPeers:

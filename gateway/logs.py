@@ -56,14 +56,10 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         line = json.dumps(payload, default=str, ensure_ascii=False)
-        if line.isascii():
+        if encodable(line) is line:
             return line
-        try:
-            line.encode("utf-8")
-        except UnicodeEncodeError:
-            # JSON escapes a lone surrogate as \\udXXX: still one valid JSON object a line.
-            return json.dumps(payload, default=str, ensure_ascii=True)
-        return line
+        # JSON escapes a lone surrogate as \\udXXX: still one valid JSON object a line.
+        return json.dumps(payload, default=str, ensure_ascii=True)
 
 
 def logging_config(level: str, fmt: str) -> dict[str, Any]:

@@ -139,7 +139,7 @@ class Proxy:
                         raise _BadRequest("ambiguous Transfer-Encoding (RFC 9112 6.1)")
                     body = CHUNKED_BODY
                 elif name == b"connection":
-                    named = connection_named(value)
+                    named = connection_named(value) if named is None else named | connection_named(value)
                 continue
             if name in FORWARDING_HEADERS:
                 if not trusted:

@@ -90,7 +90,7 @@ def parse_scope(value: Any) -> tuple[str, ...] | None:
             raise StateError("scope", f"{shown} names the whole site; send null or [] for that")
         if len(prefix) > MAX_PREFIX_LENGTH:
             raise StateError("scope", f"a prefix is longer than {MAX_PREFIX_LENGTH} characters")
-        if not prefix.isprintable() or safe_text(prefix) != prefix:
+        if not prefix.isprintable():  # also refuses lone surrogates (category Cs)
             raise StateError("scope", f"{shown} holds control characters or is not text")
         if any(segment in (".", "..") for segment in prefix.split("/")):
             raise StateError("scope", f"{shown} holds a dot-segment")
@@ -276,7 +276,7 @@ class MaintenanceState:
         if isinstance(version, bool) or not isinstance(version, int):
             raise StateError("version", "expected an integer")
         texts: dict[str, str] = {}
-        for name in ("mode", "message", "reason", "updated_by"):
+        for name in _TEXT_FIELDS:
             value = item.get(name, "full" if name == "mode" else "")
             if value is None:
                 value = ""

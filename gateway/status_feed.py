@@ -36,6 +36,14 @@ CACHE_CONTROL = (b"cache-control", b"public, max-age=1")
 _VARY = (b"vary", b"Origin")
 _METHODS = b"GET, HEAD, OPTIONS"
 _MESSAGE_CACHE_LIMIT = 256
+_NOT_ALLOWED_BODY = json_bytes({"error": "method_not_allowed", "message": "the status feed answers GET and HEAD"})
+# The request body, if any, is not read: the connection cannot carry another request.
+_NOT_ALLOWED_HEADERS = (
+    *body_headers(JSON_TYPE, _NOT_ALLOWED_BODY),
+    NO_STORE,
+    (b"allow", _METHODS),
+    (b"connection", b"close"),
+)
 
 
 def status_payload(state: MaintenanceState, now: float, message: str, default_retry_after: int) -> dict[str, Any]:
@@ -116,11 +124,7 @@ class StatusFeed:
         self.holder = holder
         self.default_retry_after = settings.retry_after
         # As the 503 exposes them, plus ETag: a script reads it to send If-None-Match itself.
-        exposed = list(settings.cors_expose_headers)
-        for name in (*GATEWAY_EXPOSED_HEADERS, "ETag"):
-            if name.lower() not in {item.lower() for item in exposed}:
-                exposed.append(name)
-        self._expose = (b"access-control-expose-headers", ", ".join(exposed).encode("latin-1"))
+        self._cors_extra = cors.simple_extra((*GATEWAY_EXPOSED_HEADERS, "ETag"))
         self._built_for: MaintenanceState | None = None
         self._valid_until = 0.0
         self.body = b""
@@ -154,16 +158,7 @@ class StatusFeed:
         return self.body, self.etag
 
     def _cors_headers(self, origin: bytes | None) -> Headers:
-        if origin is None:
-            return []
-        value = self.cors.allow_origin_value(origin)
-        if value is None:
-            return []
-        headers = [(b"access-control-allow-origin", value)]
-        if self.cors.credentials:
-            headers.append((b"access-control-allow-credentials", b"true"))
-        headers.append(self._expose)
-        return headers
+        return self.cors.simple_headers(origin, self._cors_extra)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -207,9 +202,5 @@ class StatusFeed:
         await send_answer(send, 204, [(b"vary", b"Origin"), *allowed], b"")
 
     async def _not_allowed(self, send: Send) -> None:
-        body = json_bytes({"error": "method_not_allowed", "message": "the status feed answers GET and HEAD"})
-        headers = body_headers(JSON_TYPE, body) + [NO_STORE, (b"allow", _METHODS)]
-        # The request body, if any, is not read: the connection cannot carry another request.
-        headers.append((b"connection", b"close"))
-        await send_answer(send, 405, headers, body)
+        await send_answer(send, 405, list(_NOT_ALLOWED_HEADERS), _NOT_ALLOWED_BODY)
 

@@ -156,6 +156,7 @@ class WebSocketRelay:
         self.drain_timeout = settings.drain_timeout
         self.default_retry_after = settings.retry_after
         self.admin_prefix = settings.admin_prefix
+        self.admin_subpaths = settings.admin_prefix + "/"
         self.sockets: set[_Socket] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
@@ -170,7 +171,7 @@ class WebSocketRelay:
         if message["type"] != "websocket.connect":
             return
         path: str = scope["path"]
-        if path == self.admin_prefix or path.startswith(self.admin_prefix + "/"):
+        if path == self.admin_prefix or path.startswith(self.admin_subpaths):
             # The gateway's own endpoints are never forwarded, and none of them is a WebSocket.
             await send({"type": "websocket.close", "code": 1008})
             return

@@ -9,6 +9,7 @@ an outage. It reconnects by itself, as such pages do.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,19 @@ def site(log_dir: Path, django_upstream: str) -> Iterator[tuple[Gateway, str]]:
     django_asgi.stop()
 
 
+@contextmanager
+def _socket_page(browser: Any, page_url: str, nginx_url: str) -> Iterator[Any]:
+    """A page of ``page_url`` in a fresh browser context, its socket opened to the site through nginx."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(page_url)
+        page.evaluate(SOCKET_PAGE_SCRIPT, "ws://" + nginx_url.removeprefix("http://") + "/ws/echo/")
+        yield page
+    finally:
+        context.close()
+
+
 def _echo(page: Any, text: str) -> None:
     page.wait_for_function("() => window.socket && window.socket.readyState === 1", timeout=10_000)
     page.evaluate("text => window.socket.send(text)", text)
@@ -75,11 +89,7 @@ def _echo(page: Any, text: str) -> None:
 def test_a_page_reads_maintenance_on_its_socket_and_reconnects_after(browser: Any, front_pages: Any, site: Any) -> None:
     gateway, nginx_url = site
     allowed_page, _ = front_pages
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(allowed_page)
-        page.evaluate(SOCKET_PAGE_SCRIPT, "ws://" + nginx_url.removeprefix("http://") + "/ws/echo/")
+    with _socket_page(browser, allowed_page, nginx_url) as page:
         page.wait_for_function("() => document.getElementById('status').textContent === 'connected'", timeout=10_000)
         assert page.evaluate("() => window.socket.protocol") == "chat.v2"
         _echo(page, "hello through nginx ✓")
@@ -99,21 +109,13 @@ def test_a_page_reads_maintenance_on_its_socket_and_reconnects_after(browser: An
         gateway.turn_off()
         page.wait_for_function("() => document.getElementById('status').textContent === 'connected'", timeout=10_000)
         _echo(page, "back again")
-    finally:
-        context.close()
 
 
 def test_a_page_on_another_origin_is_refused_by_django(browser: Any, front_pages: Any, site: Any) -> None:
     """Django's origin check still works through the gateway: the Origin header reaches it."""
     gateway, nginx_url = site
     _, other_page = front_pages
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.goto(other_page)
-        page.evaluate(SOCKET_PAGE_SCRIPT, "ws://" + nginx_url.removeprefix("http://") + "/ws/echo/")
+    with _socket_page(browser, other_page, nginx_url) as page:
         page.wait_for_function("() => window.closes.length >= 1", timeout=10_000)
         assert page.evaluate("() => window.closes[0].code") == 1006
         assert page.evaluate("() => document.getElementById('status').textContent") == "disconnected (1006)"
-    finally:
-        context.close()

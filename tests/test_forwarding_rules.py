@@ -197,6 +197,19 @@ def test_connection_cannot_remove_end_to_end_fields(gateway: Gateway) -> None:
     assert echo["body_bytes"] == len(body)
 
 
+def test_every_connection_line_names_options(gateway: Gateway) -> None:
+    # Several Connection lines are one list (RFC 9110 5.3): an option in the first still goes.
+    echo = echoed(
+        exchange(
+            gateway.port,
+            b"GET /echo HTTP/1.1\r\nHost: shop.example\r\nConnection: x-first\r\nConnection: close\r\n"
+            b"X-First: 1\r\nX-Kept: 1\r\n\r\n",
+        )
+    )
+    assert values(echo, "x-first") == []
+    assert values(echo, "x-kept") == ["1"]
+
+
 # -- the bypass secret stays with the gateway
 
 

@@ -3,7 +3,6 @@ ASGI server (Channels), and small helpers around ``websockets``' sync client."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -87,7 +86,3 @@ def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {predicate}")
         time.sleep(interval)
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))

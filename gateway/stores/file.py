@@ -107,7 +107,8 @@ class FileStore:
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         try:
-            with os.fdopen(open_regular(self.history_path, os.O_RDONLY), encoding="utf-8") as handle:
+            # errors="replace": a stray byte becomes U+FFFD or spoils its own line (skipped below), never the whole history.
+            with os.fdopen(open_regular(self.history_path, os.O_RDONLY), encoding="utf-8", errors="replace") as handle:
                 lines = deque(handle, maxlen=limit)
         except FileNotFoundError:
             return []
@@ -116,9 +117,11 @@ class FileStore:
         records = []
         for line in reversed(lines):
             try:
-                records.append(json.loads(line))
-            except ValueError:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
                 continue  # a torn last line from a crash: skip it, keep the rest
+            if isinstance(record, dict):  # readers rely on each record being an object
+                records.append(record)
         return records
 
     def close(self) -> None:
