@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
-from gateway.admin import build_admin_app
-from gateway.auth import FailureLimiter
+from gateway.admin.routes import build_admin_app
+from gateway.admin.auth import FailureLimiter
 from gateway.bypass import COOKIE_NAME_BYTES as BYPASS_COOKIE
 from gateway.bypass import EXPIRED_COOKIE_HEADER
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
@@ -32,7 +32,8 @@ from gateway.settings import Settings, load_settings
 from gateway.state import MaintenanceState
 from gateway.status_feed import StatusFeed, next_boundary, notice_line
 from gateway.stores import Store, apply_change, call_off_loop, open_store
-from gateway.upstream import UpstreamError, UpstreamPool
+from gateway.errors import UpstreamError
+from gateway.upstream import UpstreamPool
 from gateway.websocket import WebSocketRelay
 
 logger = logging.getLogger("gateway")

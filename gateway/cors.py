@@ -10,16 +10,13 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from gateway.bounded_cache import BoundedCache
+from gateway.http import Headers
 from gateway.settings import Settings
-
-Headers = list[tuple[bytes, bytes]]
 
 # The gateway's answers carry these; a script can read them only if they are exposed.
 GATEWAY_EXPOSED_HEADERS = ("Retry-After", "X-Maintenance-Mode")
 
-# Origins are client-controlled text: the decision cache is bounded and simply
-# emptied when full (real traffic has a handful of origins).
-_CACHE_LIMIT = 1024
 
 
 class CorsPolicy:
@@ -38,7 +35,7 @@ class CorsPolicy:
         if settings.cors_preflight_max_age:
             preflight.append((b"access-control-max-age", str(settings.cors_preflight_max_age).encode()))
         self._preflight_extra = preflight
-        self._decisions: dict[bytes, bytes | None] = {}
+        self._decisions: BoundedCache[bytes, bytes | None] = BoundedCache(self._decide)
 
     def simple_extra(self, exposed_by_gateway: tuple[str, ...]) -> Headers:
         """The headers that follow Access-Control-Allow-Origin on an answer of the gateway's own:
@@ -54,16 +51,7 @@ class CorsPolicy:
 
     def allow_origin_value(self, origin: bytes) -> bytes | None:
         """The ``Access-Control-Allow-Origin`` value for this Origin, or None if not allowed."""
-        decisions = self._decisions
-        try:
-            return decisions[origin]
-        except KeyError:
-            pass
-        value = self._decide(origin)
-        if len(decisions) >= _CACHE_LIMIT:
-            decisions.clear()
-        decisions[origin] = value
-        return value
+        return self._decisions[origin]
 
     def _decide(self, origin_bytes: bytes) -> bytes | None:
         try:

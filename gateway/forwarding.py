@@ -11,9 +11,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.bounded_cache import BoundedCache
+from gateway.http import Headers
 from gateway.settings import Network
-
-Headers = list[tuple[bytes, bytes]]
 
 # RFC 9110 7.6.1 and the older names still seen in the wild. ``expect`` is answered
 # by the gateway's own server (100 Continue), so it must not reach the upstream too.
@@ -40,8 +40,6 @@ FORWARDING_HEADERS = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"forwarded", b"x-real-ip"}
 )
 
-_CACHE_LIMIT = 1024
-
 
 # Fields a Connection option never removes: an option names a field meant for the next hop
 # only, and these are meant for Django (RFC 9110 7.6.1: a field "intended for all recipients"
@@ -61,19 +59,18 @@ def connection_named(value: bytes) -> set[bytes]:
 # RFC 9112 3.2 / RFC 3986 3.2.2: Host = uri-host [ ":" port ], where uri-host is an IP literal
 # in brackets or a reg-name (unreserved, sub-delims, %HH); empty is allowed (no authority).
 _HOST_VALUE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?")
-_valid_hosts: set[bytes] = set()
+
+
+def _well_formed_host(value: bytes) -> bool:
+    return _HOST_VALUE.fullmatch(value) is not None
+
+
+_valid_hosts: BoundedCache[bytes, bool] = BoundedCache(_well_formed_host)
 
 
 def valid_host(value: bytes) -> bool:
     """Whether ``value`` is a well-formed Host field value; the few values a site sees are remembered."""
-    if value in _valid_hosts:
-        return True
-    if _HOST_VALUE.fullmatch(value) is None:
-        return False
-    if len(_valid_hosts) >= _CACHE_LIMIT:
-        _valid_hosts.clear()  # Host is client-controlled: keep the memory bounded
-    _valid_hosts.add(value)
-    return True
+    return _valid_hosts[value]
 
 
 def without_cookie(value: bytes, name: bytes) -> bytes:
@@ -118,24 +115,17 @@ class TrustedPeers:
 
     def __init__(self, networks: tuple[Network, ...]) -> None:
         self.networks = networks
-        self._cache: dict[str, bool] = {}
+        self._trusted: BoundedCache[str, bool] = BoundedCache(self._decide)
 
     def trusts(self, host: str) -> bool:
-        cache = self._cache
-        try:
-            return cache[host]
-        except KeyError:
-            pass
+        return self._trusted[host]
+
+    def _decide(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            trusted = False  # a unix socket path or garbage: never trusted
-        else:
-            trusted = any(address in network for network in self.networks)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[host] = trusted
-        return trusted
+            return False  # a unix socket path or garbage: never trusted
+        return any(address in network for network in self.networks)
 
     def client_ip(self, peer: str, forwarded_for: bytes | None) -> str:
         """The client's address: walk X-Forwarded-For from the right while the hop is trusted."""

@@ -11,6 +11,8 @@ Headers = list[tuple[bytes, bytes]]
 
 JSON_TYPE = b"application/json"
 NO_STORE = (b"cache-control", b"no-store")
+# The same field for Starlette responses, which take a mapping of text.
+NO_STORE_FIELDS = {NO_STORE[0].decode(): NO_STORE[1].decode()}
 
 
 def json_bytes(payload: Any) -> bytes:
@@ -26,7 +28,7 @@ async def send_answer(send: Send, status: int, headers: Headers, body: bytes) ->
     await send({"type": "http.response.body", "body": body})
 
 
-def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+def header_value(headers: Headers, name: bytes) -> bytes | None:
     for key, value in headers:
         if key == name:
             return value

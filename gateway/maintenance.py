@@ -14,6 +14,7 @@ from pathlib import Path
 
 from starlette.types import Message, Send
 
+from gateway.bounded_cache import BoundedCache
 from gateway.cors import CorsPolicy
 from gateway.http import NO_STORE, Headers, body_headers, json_bytes, send_answer
 from gateway.negotiation import HTML, JSON, TEXT, Negotiator
@@ -28,6 +29,7 @@ _CONTENT_TYPES = {
 }
 # The body depends on Accept and the CORS headers on Origin; shared caches must know.
 _VARY = (b"vary", b"Accept, Origin")
+# Cached answers per (variant, Origin): Origin is client-controlled, a site sees a handful.
 _MESSAGE_CACHE_LIMIT = 256
 # "{{ name }}" or "{{name}}" (the same spacing on both sides), for the names render_page fills.
 _PLACEHOLDER = re.compile(r"\{\{( ?)(message|ends_at_sentence|ends_at|retry_after)\1\}\}")
@@ -67,7 +69,9 @@ class MaintenanceResponder:
         self._variants: dict[str, tuple[Headers, bytes]] = {}
         self._preflight_base: Headers = []
         # Ready-to-send ASGI messages per (variant, Origin), dropped whenever the answers are rebuilt.
-        self._messages: dict[tuple[str, bytes | None], tuple[Message, Message]] = {}
+        self._messages: BoundedCache[tuple[str, bytes | None], tuple[Message, Message]] = BoundedCache(
+            self._message_pair, _MESSAGE_CACHE_LIMIT
+        )
 
     def message_for(self, state: MaintenanceState) -> str:
         if state.message:
@@ -104,7 +108,7 @@ class MaintenanceResponder:
             kind: (body_headers(_CONTENT_TYPES[kind], body) + common, body) for kind, body in bodies.items()
         }
         self._preflight_base = [(b"x-maintenance-mode", state.mode.encode()), (b"vary", b"Origin")]
-        self._messages = {}
+        self._messages.clear()
         self._built_for = state
         self._built_second = int(now)
 
@@ -128,22 +132,17 @@ class MaintenanceResponder:
         # _ensure_built, inlined: this runs for every maintenance answer.
         if state is not self._built_for or (state.ends_at is not None and int(now) != self._built_second):
             self._build(state, now)
-        key = (self.negotiator.variant(accept, xhr), origin)
-        try:
-            return self._messages[key]
-        except KeyError:
-            pass
-        headers, body = self._variants[key[0]]
+        return self._messages[(self.negotiator.variant(accept, xhr), origin)]
+
+    def _message_pair(self, key: tuple[str, bytes | None]) -> tuple[Message, Message]:
+        variant, origin = key
+        headers, body = self._variants[variant]
         if origin is not None:
             headers = headers + self.cors.simple_headers(origin)
-        pair: tuple[Message, Message] = (
+        return (
             {"type": "http.response.start", "status": 503, "headers": headers},
             {"type": "http.response.body", "body": body},
         )
-        if len(self._messages) >= _MESSAGE_CACHE_LIMIT:
-            self._messages.clear()  # Origin is client-controlled: keep the cache bounded
-        self._messages[key] = pair
-        return pair
 
     async def answer_preflight(self, send: Send, state: MaintenanceState, now: float, origin: bytes) -> bool:
         """Answer a preflight from an allowed origin; False (nothing sent) when not allowed."""

@@ -7,11 +7,12 @@ text/plain, */*``), fetch (``*/*``) and clients that send nothing get JSON.
 
 from __future__ import annotations
 
+from gateway.bounded_cache import BoundedCache
+
 JSON, HTML, TEXT = "json", "html", "text"
 
 # Preference order when several are equally acceptable.
 _VARIANTS = ((JSON, b"application", b"json"), (HTML, b"text", b"html"), (TEXT, b"text", b"plain"))
-_CACHE_LIMIT = 512
 
 
 def _quality(ranges: list[tuple[bytes, bytes, float]], kind: bytes, sub: bytes) -> float:
@@ -63,18 +64,9 @@ class Negotiator:
     """``choose`` with a bounded cache: clients send a handful of distinct Accept values."""
 
     def __init__(self) -> None:
-        self._cache: dict[bytes, str] = {}
+        self._chosen: BoundedCache[bytes, str] = BoundedCache(choose)
 
     def variant(self, accept: bytes | None, xhr: bool) -> str:
         if xhr or accept is None:
             return JSON
-        cache = self._cache
-        try:
-            return cache[accept]
-        except KeyError:
-            pass
-        chosen = choose(accept)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[accept] = chosen
-        return chosen
+        return self._chosen[accept]

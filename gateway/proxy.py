@@ -29,7 +29,8 @@ from gateway.forwarding import (
 )
 from gateway.metrics import Metrics
 from gateway.http import JSON_TYPE, NO_STORE, body_headers, header_value, json_bytes, send_answer
-from gateway.upstream import UpstreamClosed, UpstreamConnection, UpstreamError, UpstreamPool
+from gateway.errors import BadRequest, BodyTimeout, ClientGone, Overloaded, UpstreamClosed, UpstreamError
+from gateway.upstream import UpstreamConnection, UpstreamPool
 
 logger = logging.getLogger("gateway.proxy")
 
@@ -120,7 +121,7 @@ class Proxy:
         """The request line and headers for the upstream (without framing or the blank line),
         how the client framed the body, and its Content-Length if it sent one.
 
-        Raises _BadRequest for a request Django would misread: ambiguous framing, a header
+        Raises BadRequest for a request Django would misread: ambiguous framing, a header
         name with an underscore, no Host in HTTP/1.1, two Hosts or an invalid one.
         """
         client = scope.get("client")
@@ -136,7 +137,7 @@ class Proxy:
                 if name == b"transfer-encoding":
                     # Only a single "chunked" is unambiguous; the parsers let some other forms through.
                     if body != NO_BODY or value.strip().lower() != b"chunked":
-                        raise _BadRequest("ambiguous Transfer-Encoding (RFC 9112 6.1)")
+                        raise BadRequest("ambiguous Transfer-Encoding (RFC 9112 6.1)")
                     body = CHUNKED_BODY
                 elif name == b"connection":
                     named = connection_named(value) if named is None else named | connection_named(value)
@@ -157,16 +158,16 @@ class Proxy:
                 if name == b"content-length":
                     # A length beside chunked, or two lengths, is how requests are smuggled (RFC 9112 6.3).
                     if body == CHUNKED_BODY or (length and length != value) or not value.isdigit():
-                        raise _BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
+                        raise BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
                     length = value
                     body = LENGTH_BODY
                     continue
                 if name == b"host":
                     # RFC 9112 3.2: more than one Host, or an invalid one, is refused with 400.
                     if host is not None:
-                        raise _BadRequest("more than one Host header (RFC 9112 3.2)")
+                        raise BadRequest("more than one Host header (RFC 9112 3.2)")
                     if not valid_host(value):
-                        raise _BadRequest("invalid Host header (RFC 9112 3.2)")
+                        raise BadRequest("invalid Host header (RFC 9112 3.2)")
                     host = value
                 elif name == b"cookie":
                     # The bypass cookie and header are the gateway's: Django (its logs, its
@@ -179,13 +180,13 @@ class Proxy:
                     continue
             elif b"_" in name:
                 # WSGI turns X-User_Id and X-User-Id into the same HTTP_X_USER_ID: one could pose as the other.
-                raise _BadRequest(f"header {name.decode('latin-1')!r}: underscores are not allowed in header names")
+                raise BadRequest(f"header {name.decode('latin-1')!r}: underscores are not allowed in header names")
             append(b"%s: %s\r\n" % (name, value))
         if named:
             lines = [line for line in lines if line.split(b":", 1)[0] not in named]
         if host is None:
             if scope["http_version"] == "1.1":
-                raise _BadRequest("no Host header (RFC 9112 3.2)")
+                raise BadRequest("no Host header (RFC 9112 3.2)")
             # An HTTP/1.0 client may omit Host; HTTP/1.1 requires one upstream.
             host = self.upstream_authority
             lines.append(b"host: %s\r\n" % host)
@@ -213,15 +214,15 @@ class Proxy:
             else:
                 pace = _BodyPace()
                 message, more_body = await self._frame_body(head, body_kind, length, receive, pace)
-        except _ClientGone:
+        except ClientGone:
             return
-        except _BadRequest as exc:
+        except BadRequest as exc:
             await self.answer_error(400, scope, send, str(exc))
             return
-        except _BodyTimeout:
+        except BodyTimeout:
             await self.answer_error(408, scope, send)
             return
-        except _Overloaded:
+        except Overloaded:
             self.metrics.overloaded += 1
             await self.answer_error(503, scope, send, close=True)
             return
@@ -264,9 +265,9 @@ class Proxy:
             self.pool.release(connection)
             connection = None
             self.metrics.proxied += 1
-        except _ClientGone:
+        except ClientGone:
             pass
-        except _BodyTimeout:
+        except BodyTimeout:
             if not response_started:
                 await self.answer_error(408, scope, send)
         except UpstreamError as exc:
@@ -297,7 +298,7 @@ class Proxy:
         instead, which bounds the memory bodies hold, and must keep to a minimum pace (``_receive``).
         """
         if self.buffering >= self.max_buffering:
-            raise _Overloaded
+            raise Overloaded
         load = self.load
         load.in_flight -= 1
         self.buffering += 1
@@ -315,7 +316,7 @@ class Proxy:
             self.buffering -= 1
             load.in_flight += 1
         if load.in_flight > load.max_in_flight:
-            raise _Overloaded  # ready now, but every place is taken meanwhile
+            raise Overloaded  # ready now, but every place is taken meanwhile
         body = b"".join(pieces)
         if not more_body:
             return b"%scontent-length: %d\r\n\r\n%s" % (head, len(body), body), False
@@ -336,16 +337,16 @@ class Proxy:
         if self.body_min_rate:
             timeout = min(timeout, timeout + pace.received / self.body_min_rate - pace.waited)
             if timeout <= 0:
-                raise _BodyTimeout
+                raise BodyTimeout
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 message = await receive()
         except TimeoutError:
-            raise _BodyTimeout from None
+            raise BodyTimeout from None
         pace.waited += time.monotonic() - started
         if message["type"] == "http.disconnect":
-            raise _ClientGone
+            raise ClientGone
         pace.received += len(message.get("body", b""))
         return message
 
@@ -378,7 +379,7 @@ class Proxy:
 
         def client_left(task: asyncio.Task[None]) -> None:
             if not finished and not task.cancelled() and task.exception() is None:
-                connection.cut(_ClientGone())
+                connection.cut(ClientGone())
 
         watcher = asyncio.get_running_loop().create_task(
             _until_disconnect(receive), name="gateway-disconnect-watcher"
@@ -431,22 +432,6 @@ class Proxy:
             headers.append((b"connection", b"close"))
         headers += self.cors.simple_headers(header_value(scope["headers"], b"origin"))
         await send_answer(send, status, headers, body)
-
-
-class _ClientGone(UpstreamError):
-    """The client disconnected; nothing is left to answer."""
-
-
-class _BodyTimeout(Exception):
-    """The client stopped sending its body."""
-
-
-class _BadRequest(Exception):
-    """A request the gateway will not pass on."""
-
-
-class _Overloaded(Exception):
-    """No place for this request now (GATEWAY_MAX_BUFFERING_BODIES or GATEWAY_MAX_IN_FLIGHT)."""
 
 
 class Load(Protocol):

@@ -9,11 +9,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, get_args
 
 from gateway.errors import StateError
 
-MODES = ("full", "read-only")
+Mode = Literal["full", "read-only"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+
+
+def parse_mode(value: object) -> Mode:
+    """``value`` as a maintenance mode, or StateError naming the ones there are."""
+    for mode in MODES:
+        if value == mode:
+            return mode
+    raise StateError("mode", f"expected one of {', '.join(MODES)}")
 MAX_MESSAGE_LENGTH = 2000
 MAX_REASON_LENGTH = 500
 MAX_ACTOR_LENGTH = 200
@@ -134,7 +143,7 @@ def parse_time(field: str, value: Any) -> float | None:
 @dataclasses.dataclass(frozen=True, slots=True)
 class MaintenanceState:
     enabled: bool = False
-    mode: str = "full"
+    mode: Mode = "full"
     message: str = ""
     starts_at: float | None = None
     ends_at: float | None = None
@@ -165,8 +174,7 @@ class MaintenanceState:
                 object.__setattr__(self, name, repaired)
         if self.scope is not None:
             self._normalise_scope()
-        if self.mode not in MODES:
-            raise StateError("mode", f"expected one of {', '.join(MODES)}")
+        parse_mode(self.mode)
         if len(self.message) > MAX_MESSAGE_LENGTH:
             raise StateError("message", f"longer than {MAX_MESSAGE_LENGTH} characters")
         if len(self.reason) > MAX_REASON_LENGTH:
@@ -288,7 +296,7 @@ class MaintenanceState:
             raise StateError("scope", "expected a list of path prefixes")
         return cls(
             enabled=enabled,
-            mode=texts["mode"] or "full",
+            mode=parse_mode(texts["mode"] or "full"),
             message=texts["message"][:MAX_MESSAGE_LENGTH],
             starts_at=parse_time("starts_at", item.get("starts_at")),
             ends_at=parse_time("ends_at", item.get("ends_at")),
@@ -307,7 +315,7 @@ def switched_on(
     now: float,
     actor: str,
     message: str = "",
-    mode: str = "full",
+    mode: Mode = "full",
     starts_at: float | None = None,
     ends_at: float | None = None,
     reason: str = "",

@@ -21,6 +21,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.bounded_cache import BoundedCache
 from gateway.cors import GATEWAY_EXPOSED_HEADERS, CorsPolicy
 from gateway.forwarding import NOTICE_HEADER
 from gateway.http import JSON_TYPE, NO_STORE, Headers, body_headers, json_bytes, send_answer
@@ -132,7 +133,9 @@ class StatusFeed:
         self._headers: Headers = []
         self._not_modified_headers: Headers = []
         # Ready-to-send (start, body) per (answer kind, Origin), dropped whenever the answer is rebuilt.
-        self._messages: dict[tuple[bool, bytes | None], tuple[Message, Message]] = {}
+        self._messages: BoundedCache[tuple[bool, bytes | None], tuple[Message, Message]] = BoundedCache(
+            self._message_pair, _MESSAGE_CACHE_LIMIT
+        )
 
     def _build(self, state: MaintenanceState, now: float) -> None:
         payload = status_payload(state, now, self.responder.message_for(state), self.default_retry_after)
@@ -142,7 +145,7 @@ class StatusFeed:
         self._headers = body_headers(JSON_TYPE, self.body) + common
         # RFC 9110 15.4.5: a 304 repeats the validators and caching headers, and has no body.
         self._not_modified_headers = common
-        self._messages = {}
+        self._messages.clear()
         self._built_for = state
         boundary = next_boundary(state, now)
         # retry_after counts down each second while maintenance with an end applies.
@@ -179,20 +182,17 @@ class StatusFeed:
             return
         self.current(time.time())
         not_modified = if_none_match is not None and _etag_matches(if_none_match, self.etag)
-        key = (not_modified, origin)
-        pair = self._messages.get(key)
-        if pair is None:
-            status, headers, body = (304, self._not_modified_headers, b"") if not_modified else (200, self._headers, self.body)
-            pair = (
-                {"type": "http.response.start", "status": status, "headers": headers + self._cors_headers(origin)},
-                {"type": "http.response.body", "body": body},
-            )
-            if len(self._messages) >= _MESSAGE_CACHE_LIMIT:
-                self._messages.clear()  # Origin is client-controlled: keep the cache bounded
-            self._messages[key] = pair
-        start, body_message = pair
+        start, body_message = self._messages[(not_modified, origin)]
         await send(start)
         await send(body_message)
+
+    def _message_pair(self, key: tuple[bool, bytes | None]) -> tuple[Message, Message]:
+        not_modified, origin = key
+        status, headers, body = (304, self._not_modified_headers, b"") if not_modified else (200, self._headers, self.body)
+        return (
+            {"type": "http.response.start", "status": status, "headers": headers + self._cors_headers(origin)},
+            {"type": "http.response.body", "body": body},
+        )
 
     async def _options(self, send: Send, origin: bytes | None, preflight: bool) -> None:
         allowed = self.cors.preflight_headers(origin) if (preflight and origin is not None) else None

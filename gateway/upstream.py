@@ -20,36 +20,12 @@ from typing import cast
 
 import httptools
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UpstreamClosed, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 
 # Body bytes buffered from the upstream before its socket stops being read: the
 # client's pace, not the upstream's, decides how much is held in memory.
 READ_HIGH_WATER = 256 * 1024
 READ_LOW_WATER = 64 * 1024
-
-
-class UpstreamError(GatewayError):
-    status = 502
-
-
-class UpstreamConnectError(UpstreamError):
-    """The connection could not be opened (refused, unreachable)."""
-
-
-class UpstreamTimeout(UpstreamError):
-    status = 504
-
-
-class UpstreamClosed(UpstreamError):
-    """The upstream closed the connection before the response was complete."""
-
-    def __init__(self, message: str, *, before_response: bool) -> None:
-        super().__init__(message)
-        self.before_response = before_response
-
-
-class UpstreamProtocolError(UpstreamError):
-    """The upstream sent something that is not HTTP/1.1."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -88,7 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._buffered = 0
         self._read_paused = False
         self._waiter: asyncio.Future[None] | None = None
-        self._error: UpstreamError | None = None
+        self._error: GatewayError | None = None
 
     # -- asyncio.Protocol
 
@@ -330,7 +306,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- internals
 
-    def cut(self, error: UpstreamError) -> None:
+    def cut(self, error: GatewayError) -> None:
         """End the exchange with ``error``: the waiting reader raises it, the socket is dropped."""
         if self._error is None:
             self._error = error

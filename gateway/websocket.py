@@ -36,10 +36,10 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
+from gateway.errors import BadRequest
 from gateway.forwarding import HOP_BY_HOP, matches_bypass_path
-from gateway.proxy import _BadRequest
 from gateway.state import MaintenanceState
-from gateway.websocket_server import CLIENT_LOST, forget_server_stop, when_server_stops
+from gateway.server.websocket_protocol import CLIENT_LOST, forget_server_stop, when_server_stops
 from gateway.write_batching import BatchingTransport
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ class WebSocketRelay:
             # as nginx sends it and as Django's SECURE_PROXY_SSL_HEADER expects ("https", not "wss").
             scheme = "https" if scope.get("scheme") == "wss" else "http"
             head, _, _ = self.gateway.proxy.request_head({**scope, "method": "GET", "scheme": scheme})
-        except _BadRequest as exc:
+        except BadRequest as exc:
             self.metrics.refused["bad_request"] += 1
             if _reads_http_answers(scope):
                 await self.gateway.proxy.answer_error(400, scope, _as_denial(send), str(exc))

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from parliament import analyze_policy_string
 
-from gateway.server import KEEP_ALIVE_SECONDS
+from gateway.server.uvicorn_setup import KEEP_ALIVE_SECONDS
 from tests.stack import (
     ACCOUNT,
     NGINX_IMAGE_ENV,

@@ -25,10 +25,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.admin_changes import MAX_BODY_BYTES, RequestError, next_state, parse_if_match, parse_json_body, whole_number
-from gateway.auth import TokenAuth
+from gateway.admin.changes import MAX_BODY_BYTES, next_state, parse_if_match, parse_json_body, whole_number
+from gateway.admin.auth import TokenAuth
 from gateway.bypass import COOKIE_NAME
-from gateway.errors import ConflictError, StoreError
+from gateway.bypass import HEADER_NAME as BYPASS_HEADER
+from gateway.http import NO_STORE_FIELDS
+from gateway.errors import ConflictError, RequestError, StoreError
 from gateway.metrics import render as render_metrics
 from gateway.state import format_time, safe_text
 from gateway.stores import call_off_loop
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("gateway.admin")
 
-NO_STORE = {"cache-control": "no-store"}
 MAX_HISTORY_LIMIT = 500
 # Readiness answers are reused this long: a flood of /ready calls opens at most one connection to Django a second.
 READY_PROBE_CACHE_SECONDS = 1.0
@@ -101,7 +102,7 @@ def health_payload(gateway: Gateway) -> dict[str, Any]:
 
 
 def error_response(error: RequestError) -> JSONResponse:
-    headers = {**NO_STORE, **error.headers}
+    headers = {**NO_STORE_FIELDS, **error.headers}
     return SafeJSONResponse(error.payload(), status_code=error.status, headers=headers)
 
 
@@ -160,7 +161,7 @@ class AdminAPI:
         self.limiter = gateway.failure_limiter
         self.bypass = gateway.bypass
         self.body_timeout = settings.client_body_timeout
-        self.openapi = resources.files("gateway").joinpath("openapi.json").read_bytes()
+        self.openapi = resources.files("gateway.admin").joinpath("openapi.json").read_bytes()
 
     def client_ip(self, request: Request) -> str:
         return self.gateway.trusted.client_address(request.scope)
@@ -194,7 +195,7 @@ class AdminAPI:
         return SafeJSONResponse(
             state.describe(time.time()),
             status_code=status,
-            headers={**NO_STORE, "etag": f'"{state.version}"'},
+            headers={**NO_STORE_FIELDS, "etag": f'"{state.version}"'},
         )
 
     async def get_maintenance(self, request: Request) -> Response:
@@ -231,12 +232,12 @@ class AdminAPI:
         if limit is None or limit < 1:
             raise RequestError(400, "invalid_field", f"limit: expected a whole number from 1 to {MAX_HISTORY_LIMIT}", "limit")
         records = await call_off_loop(self.gateway.store.history, limit)
-        return SafeJSONResponse({"changes": records}, headers=NO_STORE)
+        return SafeJSONResponse({"changes": records}, headers=NO_STORE_FIELDS)
 
     async def bypass_form(self, request: Request) -> Response:
         if not self.bypass.enabled:
             raise RequestError(404, "not_found", "bypass is off (GATEWAY_BYPASS_SECRET is empty)")
-        return HTMLResponse(BYPASS_FORM, headers=NO_STORE)
+        return HTMLResponse(BYPASS_FORM, headers=NO_STORE_FIELDS)
 
     async def bypass_login(self, request: Request) -> Response:
         if not self.bypass.enabled:
@@ -256,9 +257,9 @@ class AdminAPI:
         expires = int(value.split(".", 1)[0])
         response: Response
         if from_form:
-            response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
+            response = RedirectResponse(next_path, status_code=303, headers=NO_STORE_FIELDS)
         else:
-            response = SafeJSONResponse({"bypass": True, "expires_at": format_time(expires)}, headers=NO_STORE)
+            response = SafeJSONResponse({"bypass": True, "expires_at": format_time(expires)}, headers=NO_STORE_FIELDS)
         response.set_cookie(
             COOKIE_NAME,
             value,
@@ -270,7 +271,7 @@ class AdminAPI:
         return response
 
     async def bypass_logout(self, request: Request) -> Response:
-        response = Response(status_code=204, headers=NO_STORE)
+        response = Response(status_code=204, headers=NO_STORE_FIELDS)
         response.delete_cookie(COOKIE_NAME, httponly=True, samesite="lax")
         return response
 
@@ -281,7 +282,7 @@ class AdminAPI:
         return self.gateway.trusted.trusts(peer) and request.headers.get("x-forwarded-proto", "").lower() == "https"
 
     async def _presented_secret(self, request: Request) -> tuple[bytes | None, bool, str]:
-        header = request.headers.get("x-maintenance-bypass")
+        header = request.headers.get(BYPASS_HEADER.decode())
         if header is not None:
             # RFC 9110 5.5: white space around a field value is not part of it.
             return header.strip(" \t").encode("latin-1"), False, "/"
@@ -336,9 +337,9 @@ def build_admin_app(gateway: Gateway) -> Starlette:
         # like any admin call (a wrong token is a 401 and counts toward the failure limit),
         # so health cannot serve as a token oracle without a limit.
         if not api.has_credentials(request):
-            return SafeJSONResponse(public_health_payload(gateway), headers=NO_STORE)
+            return SafeJSONResponse(public_health_payload(gateway), headers=NO_STORE_FIELDS)
         api.authorize(request)
-        return SafeJSONResponse(health_payload(gateway), headers=NO_STORE)
+        return SafeJSONResponse(health_payload(gateway), headers=NO_STORE_FIELDS)
 
     async def ready(request: Request) -> JSONResponse:
         problems = []
@@ -349,7 +350,7 @@ def build_admin_app(gateway: Gateway) -> Starlette:
         if upstream_error:
             problems.append(upstream_error)
         payload = {"ready": not problems, "problems": problems, "store": holder.store_status()}
-        return SafeJSONResponse(payload, status_code=503 if problems else 200, headers=NO_STORE)
+        return SafeJSONResponse(payload, status_code=503 if problems else 200, headers=NO_STORE_FIELDS)
 
     async def metrics(request: Request) -> Response:
         api.authorize(request)
@@ -373,7 +374,7 @@ def build_admin_app(gateway: Gateway) -> Starlette:
             }
 
         text = render_metrics(gateway.metrics, gauges, holder.errors, holder.reads)
-        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8", headers=NO_STORE)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8", headers=NO_STORE_FIELDS)
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestError)

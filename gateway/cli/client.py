@@ -8,23 +8,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from gateway.errors import GatewayError
+from gateway.errors import AdminError, GatewayUnreachable
 
 
 DEFAULT_PREFIX = "/_gateway"
-
-
-class AdminError(GatewayError):
-    """The gateway refused: ``status`` and its JSON error."""
-
-    def __init__(self, status: int, payload: dict[str, Any]) -> None:
-        super().__init__(f"{payload.get('message') or payload.get('error') or 'error'} (HTTP {status})")
-        self.status = status
-        self.payload = payload
-
-
-class GatewayUnreachable(GatewayError):
-    pass
 
 
 class AdminClient:

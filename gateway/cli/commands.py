@@ -15,11 +15,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 
-from gateway.admin_changes import RequestError, next_state
-from gateway.client import AdminClient, AdminError, GatewayUnreachable
-from gateway.errors import ConfigError, ConflictError, StateError, StoreError
+from gateway.admin.changes import next_state
+from gateway.cli.client import AdminClient
+from gateway.errors import AdminError, ConfigError, ConflictError, GatewayUnreachable, RequestError, StateError, StoreError
 from gateway.settings import FIELDS, Settings, load_settings
-from gateway.state import MAX_TIME, MaintenanceState, format_time, parse_scope, parse_time, safe_text
+from gateway.state import MAX_TIME, MODES, MaintenanceState, format_time, parse_scope, parse_time, safe_text
 from gateway.stores import change_state, open_store
 
 EXIT_OK = 0
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--for", dest="duration", type=parse_duration, help="end after this long (30m, 2h, ...)")
     window.add_argument("--until", type=parse_moment, help="end at this time (ISO-8601 with zone, or +DURATION)")
     on.add_argument("--from", dest="start", type=parse_moment, help="start at this time instead of now")
-    on.add_argument("--mode", choices=("full", "read-only"), default="full")
+    on.add_argument("--mode", choices=MODES, default="full")
     on.add_argument(
         "--paths",
         type=parse_paths,
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.server import serve
+    from gateway.server.uvicorn_setup import serve
 
     return serve(settings)
 

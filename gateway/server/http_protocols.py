@@ -535,6 +535,6 @@ class _LlhttpCompatibleConnection(h11.Connection):
 
 
 PROTOCOLS = {
-    "httptools": "gateway.server_protocols:GatewayHttpToolsProtocol",
-    "h11": "gateway.server_protocols:GatewayH11Protocol",
+    "httptools": "gateway.server.http_protocols:GatewayHttpToolsProtocol",
+    "h11": "gateway.server.http_protocols:GatewayH11Protocol",
 }

@@ -7,13 +7,13 @@ import math
 import unicodedata
 from typing import Any
 
-from gateway.errors import StateError
+from gateway.errors import RequestError, StateError
 from gateway.state import (
     MAX_MESSAGE_LENGTH,
     MAX_REASON_LENGTH,
     MAX_VERSION,
-    MODES,
     MaintenanceState,
+    parse_mode,
     parse_scope,
     parse_time,
     switched_off,
@@ -27,24 +27,6 @@ FIELDS = ("enabled", "mode", "message", "starts_at", "ends_at", "duration_second
 OFF_FIELDS = ("enabled", "reason")
 # A window shorter than this would end as it is written (times are kept to the millisecond).
 MIN_DURATION_SECONDS = 1
-
-
-class RequestError(Exception):
-    """A request the admin API refuses: its status, a stable error code, a message, maybe the field."""
-
-    def __init__(self, status: int, error: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.field = field
-        self.headers: dict[str, str] = {}
-
-    def payload(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.error, "message": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        return body
 
 
 def invalid(field: str, message: str) -> RequestError:
@@ -122,9 +104,10 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
         if ignored:
             raise invalid(ignored[0], "has no meaning when turning maintenance off (\"enabled\": false)")
         return switched_off(current, now=now, actor=actor, reason=reason)
-    mode = body.get("mode", "full")
-    if mode not in MODES:
-        raise invalid("mode", f"expected one of {', '.join(MODES)}")
+    try:
+        mode = parse_mode(body.get("mode", "full"))
+    except StateError as exc:
+        raise invalid("mode", exc.reason) from None
     message = _text(body, "message", MAX_MESSAGE_LENGTH, multiline=True)
     try:
         scope = parse_scope(body.get("scope"))

@@ -11,8 +11,8 @@ from types import FrameType
 
 import uvicorn
 
-from gateway.logs import logging_config
-from gateway.server_protocols import PROTOCOLS
+from gateway.server.log_format import logging_config
+from gateway.server.http_protocols import PROTOCOLS
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway.server")
@@ -47,8 +47,8 @@ def serve(settings: Settings) -> int:
         workers=settings.workers,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http=PROTOCOLS[settings.http_parser],
-        # WebSockets: a stop that drains them (gateway/websocket_server.py), and their limits.
-        ws="gateway.websocket_server:DrainingWebSocketProtocol",
+        # WebSockets: a stop that drains them (gateway/server/websocket_protocol.py), and their limits.
+        ws="gateway.server.websocket_protocol:DrainingWebSocketProtocol",
         ws_max_size=settings.websocket_max_message_bytes,
         ws_ping_interval=settings.websocket_ping_interval,
         ws_per_message_deflate=settings.websocket_per_message_deflate,

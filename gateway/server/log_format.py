@@ -64,7 +64,7 @@ class JsonFormatter(logging.Formatter):
 
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the gateway and the server under it."""
-    formatter = {"()": "gateway.logs.JsonFormatter" if fmt == "json" else "gateway.logs.TextFormatter"}
+    formatter = {"()": "gateway.server.log_format.JsonFormatter" if fmt == "json" else "gateway.server.log_format.TextFormatter"}
     handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stdout"}
     return {
         "version": 1,
@@ -78,6 +78,3 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
         },
     }
 
-
-def setup_cli_logging() -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(message)s")
