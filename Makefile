@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,bench]'
 	touch $(STAMP)
 
-## run: the gateway on :8080 in front of the example Django app on :8000 (HTTP) and :8001 (WebSockets), file store
+## run: the gateway on :8080 in front of the example Django app on :8000 (HTTP) and :8001 (WebSockets), file store;
+## GATEWAY_PORT, EXAMPLE_DJANGO_PORT and EXAMPLE_ASGI_PORT move them (a port in use stops it with a message)
 run: $(STAMP)
 	scripts/run-example.sh
 

@@ -18,14 +18,14 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.run import BIN, Servers, free_port, maintenance_state_file, wait_for_port
+from bench.run import GATEWAY_COMMAND, Servers, maintenance_state_file
+from tests.support import ROOT, ServerProcess, free_port
 
 MAINTENANCE_HEADERS = ["-H", "Origin: https://app.example", "-H", "Accept: application/json"]
 
@@ -45,13 +45,14 @@ def instructions_per_request(workdir: Path, upstream_port: int, checkout: Path |
     if checkout is not None:
         env["PYTHONPATH"] = str(checkout)
     output = workdir / f"callgrind-{port}.out"
-    process = subprocess.Popen(
+    process = ServerProcess(
+        f"callgrind-{port}",
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={output}",
-         str(BIN / "maintenance-gateway"), "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+         *GATEWAY_COMMAND, "serve", "--port", str(port)],
+        env, ROOT, workdir,
     )
     try:
-        wait_for_port(port, process, timeout=180)
+        process.wait_for_port(port, timeout=180)  # valgrind starts the gateway slowly
         headers = MAINTENANCE_HEADERS if maintenance else []
         url = f"http://127.0.0.1:{port}/"
         subprocess.run(["wrk", "-t1", "-c16", "-d3s", *headers, url], capture_output=True, check=True)  # warm-up
@@ -61,8 +62,7 @@ def instructions_per_request(workdir: Path, upstream_port: int, checkout: Path |
         subprocess.run(["callgrind_control", "-d", str(process.pid)], capture_output=True, check=True)
         time.sleep(2)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(60)
+        process.stop(timeout=60)  # callgrind writes its last dump on the way out
     match = re.search(r"(\d+) requests in", load.stdout)
     requests = int(match.group(1)) if match else 0
     total = 0

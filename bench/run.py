@@ -17,8 +17,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,9 +29,12 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from tests.support import BIN, ROOT, ServerProcess, free_port
+
 TICKS = os.sysconf("SC_CLK_TCK")
+# The gateway as ``python -m gateway``: with PYTHONPATH naming a checkout (--baseline), that
+# checkout's package runs whatever its layout (-P keeps the working directory off sys.path).
+GATEWAY_COMMAND = [sys.executable, "-P", "-m", "gateway"]
 
 NGINX_CONF = """
 worker_processes 1;
@@ -56,24 +57,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server on {port} exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port} after {timeout} s")
 
 
 def process_tree(pid: int) -> list[int]:
@@ -104,21 +87,17 @@ def rss_kib(pid: int, key: str = "VmRSS") -> int:
 
 @dataclass
 class Server:
-    name: str
+    """A server under measurement: the process (its log in the work directory) and its port."""
+
+    process: ServerProcess
     port: int
-    process: subprocess.Popen[bytes]
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.stop()
 
 
 class Servers:
@@ -127,19 +106,17 @@ class Servers:
         self.started: list[Server] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None, port: int | None = None) -> Server:
+        """Start ``args`` (``{port}`` in them filled in) and wait for the port. The shell's
+        environment is kept: GATEWAY_HTTP_PARSER=h11, say, measures the other parser."""
         port = port or free_port()
         args = [arg.replace("{port}", str(port)) for arg in args]
-        log = (self.workdir / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            args, env={**os.environ, **(env or {})}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process = ServerProcess(name, args, {**os.environ, **(env or {})}, ROOT, self.workdir)
         try:
-            wait_for_port(port, process)
-        except RuntimeError as exc:
-            log.close()
-            tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{name}: {exc}\n{tail}") from None
-        server = Server(name, port, process)
+            process.wait_for_port(port)
+        except RuntimeError:
+            process.stop()
+            raise
+        server = Server(process, port)
         self.started.append(server)
         return server
 
@@ -233,7 +210,7 @@ class Cell:
     runs: list[Result] = field(default_factory=list)
 
     def median(self, name: str) -> float:
-        return statistics.median(getattr(run, name) for run in self.runs)
+        return float(statistics.median(getattr(run, name) for run in self.runs))
 
 
 def maintenance_state_file(workdir: Path) -> Path:
@@ -252,7 +229,7 @@ def start_all(servers: Servers, baseline: Path | None = None) -> dict[str, Serve
         "GATEWAY_CORS_ALLOW_CREDENTIALS": "true",
         "GATEWAY_LOG_LEVEL": "warning",
     }
-    gateway_args = [str(BIN / "maintenance-gateway"), "serve", "--port", "{port}"]
+    gateway_args = [*GATEWAY_COMMAND, "serve", "--port", "{port}"]
     started = {
         "direct": upstream,
         "nginx": servers.nginx(NGINX_CONF, upstream.port),
@@ -371,19 +348,19 @@ def targets(cells: list[Cell], conns: tuple[int, ...]) -> list[str]:
     if has(cells, "gateway", one, "small"):
         added = find(cells, "gateway", one, "small").median("p50_ms") - find(cells, "direct", one, "small").median("p50_ms")
         out.append(f"- added latency at {one} connection: p50 +{added:.3f} ms over direct (target <= 0.25 ms: {verdict(added <= 0.25)})")
-    for conns in conns:
-        if not has(cells, "direct", conns, "small"):
+    for count in conns:
+        if not has(cells, "direct", count, "small"):
             continue
-        maintenance = find(cells, "gateway-503", conns, "small").median("cpu_us_per_request")
-        hello = find(cells, "direct", conns, "small").median("cpu_us_per_request")
-        replica = find(cells, "503-replica", conns, "small").median("cpu_us_per_request")
-        out.append(f"- 503 path with CORS, {conns} connections: {maintenance:.1f} us/answer vs uvicorn hello-world "
+        maintenance = find(cells, "gateway-503", count, "small").median("cpu_us_per_request")
+        hello = find(cells, "direct", count, "small").median("cpu_us_per_request")
+        replica = find(cells, "503-replica", count, "small").median("cpu_us_per_request")
+        out.append(f"- 503 path with CORS, {count} connections: {maintenance:.1f} us/answer vs uvicorn hello-world "
                    f"{hello:.1f} us = {maintenance / hello:.2f}x (target <= 1.2x: {verdict(maintenance / hello <= 1.2)}); "
                    f"a trivial app sending the same 503 bytes: {replica:.1f} us, so the gateway's own work is "
                    f"{maintenance - replica:+.1f} us and uvicorn's handling of the 7 extra headers {replica - hello:+.1f} us")
-        if has(cells, STATUS_FEED, conns, "small"):
-            feed = find(cells, STATUS_FEED, conns, "small").median("cpu_us_per_request")
-            out.append(f"- status feed with CORS, {conns} connections: {feed:.1f} us/answer beside the 503's "
+        if has(cells, STATUS_FEED, count, "small"):
+            feed = find(cells, STATUS_FEED, count, "small").median("cpu_us_per_request")
+            out.append(f"- status feed with CORS, {count} connections: {feed:.1f} us/answer beside the 503's "
                        f"{maintenance:.1f} us ({feed / maintenance:.2f}x) and uvicorn hello-world's {hello:.1f} us "
                        f"({feed / hello:.2f}x)")
     out += baseline_comparison(cells)
@@ -413,7 +390,7 @@ def memory_checks(workdir: Path, leak_requests: int, seconds: float) -> list[str
         upstream = servers.uvicorn("mem-upstream", "bench.apps:upstream")
         gateway = servers.start(
             "mem-gateway",
-            [str(BIN / "maintenance-gateway"), "serve", "--port", "{port}"],
+            [*GATEWAY_COMMAND, "serve", "--port", "{port}"],
             {
                 "GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{upstream.port}",
                 "GATEWAY_STORE": f"file:{workdir / 'mem-state.json'}",
@@ -445,7 +422,10 @@ def memory_checks(workdir: Path, leak_requests: int, seconds: float) -> list[str
                    f"{(peak - before) / 1024:.1f} MiB above the {before / 1024:.1f} MiB before (target < 20 MB)")
 
         def health() -> dict[str, Any]:
-            return httpx.get(f"{base}/_gateway/health", headers={"authorization": "Bearer bench-admin-token-0123456789"}).json()
+            details: dict[str, Any] = httpx.get(
+                f"{base}/_gateway/health", headers={"authorization": "Bearer bench-admin-token-0123456789"}
+            ).json()
+            return details
 
         reads_start = health()["store"]["reads"]
         time.sleep(seconds)

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import BIN, Servers, cpu_seconds, process_tree, rss_kib
+from bench.run import GATEWAY_COMMAND, Servers, cpu_seconds, process_tree, rss_kib
+from tests.support import BIN
 
 NGINX_WEBSOCKET_CONF = """
 worker_processes 1;
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             gateway = servers.start(
                 "gateway",
-                [str(BIN / "maintenance-gateway"), "serve", "--port", "{port}"],
+                [*GATEWAY_COMMAND, "serve", "--port", "{port}"],
                 {
                     "GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{upstream.port}",
                     "GATEWAY_STORE": "memory:",

@@ -12,12 +12,13 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
-from gateway.admin.routes import build_admin_app
 from gateway.admin.auth import FailureLimiter
+from gateway.admin.context import AdminContext, upstream_probe
+from gateway.admin.routes import build_admin_app
+from gateway.admin.state_changes import StateChanges
 from gateway.bypass import COOKIE_NAME_BYTES as BYPASS_COOKIE
 from gateway.bypass import EXPIRED_COOKIE_HEADER
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
@@ -31,8 +32,7 @@ from gateway.refresher import Refresher, StateHolder
 from gateway.settings import Settings, load_settings
 from gateway.state import MaintenanceState
 from gateway.status_feed import StatusFeed, next_boundary, notice_line
-from gateway.stores import Store, apply_change, call_off_loop, open_store
-from gateway.errors import UpstreamError
+from gateway.stores import Store, open_store
 from gateway.upstream import UpstreamPool
 from gateway.websocket import WebSocketRelay
 
@@ -80,7 +80,7 @@ class Gateway:
         # One budget of failed guesses per client for admin tokens and bypass secrets alike.
         self.failure_limiter: FailureLimiter = FailureLimiter(settings.admin_failure_limit)
         self.status_feed = StatusFeed(settings, self.cors, self.responder, self.holder)
-        self.admin = build_admin_app(self)
+        self.admin = build_admin_app(self._admin_context())
         self.admin_prefix = settings.admin_prefix
         self._admin_prefix_slash = settings.admin_prefix + "/"
         self._status_path = settings.admin_prefix + "/status"
@@ -242,39 +242,35 @@ class Gateway:
         await send(start)
         await send(body)
 
-    async def probe_upstream(self) -> str | None:
-        """None when a TCP connection to the upstream opens, else why not."""
-        try:
-            connection = await self.pool.connect()
-        except UpstreamError as exc:
-            return str(exc)
-        connection.close()
-        return None
-
-    async def change_state(
-        self,
-        build: Callable[[MaintenanceState], MaintenanceState],
-        *,
-        expected: int | None,
-        token_name: str,
-        client: str,
-    ) -> MaintenanceState:
-        """Write the next state conditionally, apply it here at once, and log the change for the audit."""
-
-        old, new = await call_off_loop(apply_change, self.store, build, expected)
-        # The other tasks follow at their next refresh; this one need not wait.
-        self.holder.apply(new, source=f"admin API ({token_name})")
-        audit.info(
-            "maintenance changed through the admin API",
-            extra={
-                "event": "admin_change",
-                "token_name": token_name,
-                "client": client,
-                "old": old.to_item(),
-                "new": new.to_item(),
-            },
+    def _admin_context(self) -> AdminContext:
+        """What the admin endpoints read and call; they never see the gateway itself."""
+        settings = self.settings
+        changes = StateChanges(self.store, self.holder, audit)
+        return AdminContext(
+            prefix=settings.admin_prefix,
+            admin_tokens=settings.admin_tokens,
+            body_timeout=settings.client_body_timeout,
+            fail_closed=settings.fail_mode == "closed",
+            store_description=self.store.description,
+            holder=self.holder,
+            metrics=self.metrics,
+            gauges=self._process_gauges,
+            trusted=self.trusted,
+            failure_limiter=self.failure_limiter,
+            bypass=self.bypass,
+            status_feed=self.status_feed,
+            change_state=changes.change,
+            probe_upstream=upstream_probe(self.pool),
+            read_history=changes.history,
         )
-        return new
+
+    def _process_gauges(self) -> dict[str, float | None]:
+        return {
+            # Requests to the gateway's own endpoints, this scrape included, are not counted.
+            "gateway_in_flight_requests": float(self.in_flight),
+            "gateway_upstream_connections_open": float(self.pool.open_count),
+            "gateway_upstream_connections_idle": float(self.pool.idle_count),
+        }
 
     async def startup(self) -> None:
         # One read before serving, so a normal start never shows the fail-mode default.
@@ -304,7 +300,19 @@ class Gateway:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
+                try:
+                    await self.shutdown()
+                except Exception as exc:  # noqa: BLE001 - reported to the server and logged, not raised
+                    # Raised, it would reach the server as a crash of the lifespan task, not as an
+                    # answer to the shutdown; ASGI's answer for this is shutdown.failed with why.
+                    logger.error(
+                        "shutdown failed: %s",
+                        exc,
+                        exc_info=True,
+                        extra={"event": "shutdown_failed", "error": f"{type(exc).__name__}: {exc}"},
+                    )
+                    await send({"type": "lifespan.shutdown.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    return
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

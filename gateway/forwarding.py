@@ -1,5 +1,6 @@
-"""Rules for forwarding: hop-by-hop removal, the X-Forwarded-* family, what a valid Host is,
-the bypass cookie kept from Django, and which paths a bypass prefix covers.
+"""Rules for forwarding: the request head Django gets (framing checks, hop-by-hop removal, the
+X-Forwarded-* family, what a valid Host is, the bypass cookie kept from Django), the response
+headers the client gets, and which paths a bypass prefix covers.
 
 Kept apart from the proxy loop so the rules can be read (and tested) on their own.
 """
@@ -12,6 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.bounded_cache import BoundedCache
+from gateway.bypass import COOKIE_NAME_BYTES as BYPASS_COOKIE
+from gateway.bypass import HEADER_NAME as BYPASS_HEADER
+from gateway.errors import BadRequest
 from gateway.http import Headers
 from gateway.settings import Network
 
@@ -170,3 +174,99 @@ def response_headers(headers: Headers, status: int) -> Headers:
         # Such answers have no body; a length would make the server wait for one.
         kept = [(name, value) for name, value in kept if name != b"content-length"]
     return kept
+
+
+# How a client framed its request body (RFC 9112 6).
+NO_BODY, LENGTH_BODY, CHUNKED_BODY = 0, 1, 2
+
+# Request headers the loop in ``request_head`` looks at (one set lookup for every other header).
+_EXAMINED = frozenset({b"content-length", b"host", b"cookie", BYPASS_HEADER})
+
+
+def request_head(
+    scope: Mapping[str, Any], trusted_peers: TrustedPeers, upstream_authority: bytes, notice: bytes
+) -> tuple[bytes, int, bytes]:
+    """The request line and headers for the upstream (without framing or the blank line),
+    how the client framed the body, and its Content-Length if it sent one.
+
+    ``notice`` is a whole header line the gateway adds (or b""); ``upstream_authority`` is the
+    Host an HTTP/1.0 request without one is given. Raises BadRequest for a request Django would
+    misread: ambiguous framing, a header name with an underscore, no Host in HTTP/1.1, two
+    Hosts or an invalid one.
+    """
+    client = scope.get("client")
+    peer = client[0] if client else ""
+    trusted = trusted_peers.trusts(peer) if peer else False
+    lines: list[bytes] = []
+    append = lines.append
+    body = NO_BODY
+    length = b""
+    host = forwarded_for = forwarded_proto = forwarded_host = named = None
+    for name, value in scope["headers"]:
+        if name in REQUEST_DROPPED:
+            if name == b"transfer-encoding":
+                # Only a single "chunked" is unambiguous; the parsers let some other forms through.
+                if body != NO_BODY or value.strip().lower() != b"chunked":
+                    raise BadRequest("ambiguous Transfer-Encoding (RFC 9112 6.1)")
+                body = CHUNKED_BODY
+            elif name == b"connection":
+                named = connection_named(value) if named is None else named | connection_named(value)
+            continue
+        if name in FORWARDING_HEADERS:
+            if not trusted:
+                continue  # an untrusted client cannot forge or pre-fill them
+            if name == b"x-forwarded-for":
+                forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+                continue
+            if name == b"x-forwarded-proto":
+                forwarded_proto = value
+                continue
+            if name == b"x-forwarded-host":
+                forwarded_host = value
+                continue
+        elif name in _EXAMINED:
+            if name == b"content-length":
+                # A length beside chunked, or two lengths, is how requests are smuggled (RFC 9112 6.3).
+                if body == CHUNKED_BODY or (length and length != value) or not value.isdigit():
+                    raise BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
+                length = value
+                body = LENGTH_BODY
+                continue
+            if name == b"host":
+                # RFC 9112 3.2: more than one Host, or an invalid one, is refused with 400.
+                if host is not None:
+                    raise BadRequest("more than one Host header (RFC 9112 3.2)")
+                if not valid_host(value):
+                    raise BadRequest("invalid Host header (RFC 9112 3.2)")
+                host = value
+            elif name == b"cookie":
+                # The bypass cookie and header are the gateway's: Django (its logs, its
+                # error reports) never sees them.
+                if BYPASS_COOKIE in value:
+                    value = without_cookie(value, BYPASS_COOKIE)
+                    if not value:
+                        continue
+            else:  # the bypass header
+                continue
+        elif b"_" in name:
+            # WSGI turns X-User_Id and X-User-Id into the same HTTP_X_USER_ID: one could pose as the other.
+            raise BadRequest(f"header {name.decode('latin-1')!r}: underscores are not allowed in header names")
+        append(b"%s: %s\r\n" % (name, value))
+    if named:
+        lines = [line for line in lines if line.split(b":", 1)[0] not in named]
+    if host is None:
+        if scope["http_version"] == "1.1":
+            raise BadRequest("no Host header (RFC 9112 3.2)")
+        # An HTTP/1.0 client may omit Host; HTTP/1.1 requires one upstream.
+        host = upstream_authority
+        lines.append(b"host: %s\r\n" % host)
+    peer_bytes = peer.encode("latin-1")
+    lines.append(b"x-forwarded-for: %s\r\n" % (forwarded_for + b", " + peer_bytes if forwarded_for else peer_bytes))
+    lines.append(b"x-forwarded-proto: %s\r\n" % (forwarded_proto or scope["scheme"].encode("latin-1")))
+    lines.append(b"x-forwarded-host: %s\r\n" % (forwarded_host or host))
+    if notice:
+        lines.append(notice)
+    query = scope["query_string"]
+    target = scope["raw_path"] + b"?" + query if query else scope["raw_path"]
+    head = b"%s %s HTTP/1.1\r\n%s" % (scope["method"].encode("ascii"), target, b"".join(lines))
+    return head, body, length

@@ -8,7 +8,9 @@ prebuilt variant and adds the CORS headers for the request's Origin.
 from __future__ import annotations
 
 import html
+import math
 import re
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from gateway.cors import CorsPolicy
 from gateway.http import NO_STORE, Headers, body_headers, json_bytes, send_answer
 from gateway.negotiation import HTML, JSON, TEXT, Negotiator
 from gateway.settings import Settings
-from gateway.state import MaintenanceState, format_time
+from gateway.state import MAX_TIME, MaintenanceState, format_time
 
 READ_ONLY_MESSAGE = "The site is read-only during maintenance: changes cannot be saved right now."
 _CONTENT_TYPES = {
@@ -32,7 +34,13 @@ _VARY = (b"vary", b"Accept, Origin")
 # Cached answers per (variant, Origin): Origin is client-controlled, a site sees a handful.
 _MESSAGE_CACHE_LIMIT = 256
 # "{{ name }}" or "{{name}}" (the same spacing on both sides), for the names render_page fills.
-_PLACEHOLDER = re.compile(r"\{\{( ?)(message|ends_at_sentence|ends_at|retry_after)\1\}\}")
+_PLACEHOLDER = re.compile(r"\{\{( ?)(message|ends_at_sentence|ends_at_text|ends_at|retry_after)\1\}\}")
+# English names whatever the process's locale (strftime's %A and %B follow it).
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)
 
 
 def load_page_template(settings: Settings) -> str:
@@ -41,20 +49,38 @@ def load_page_template(settings: Settings) -> str:
     return resources.files("gateway").joinpath("templates/maintenance.html").read_text(encoding="utf-8")
 
 
-def render_page(template: str, message: str, ends_at: str | None, retry_after: int) -> str:
+def readable_time(ts: float) -> str:
+    """``ts`` as people read it ("Thursday 26 November 2026, 15:30 UTC"), rounded up to the
+    minute: a page that says "back at 15:30" must not still be up at 15:30:20."""
+    # The last minute datetime can name is not rounded up past it.
+    moment = datetime.fromtimestamp(min(math.ceil(ts / 60) * 60, MAX_TIME), tz=timezone.utc)
+    return (
+        f"{_WEEKDAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1]} {moment.year}, "
+        f"{moment.hour:02d}:{moment.minute:02d} UTC"
+    )
+
+
+def render_page(template: str, message: str, ends_at: float | None, retry_after: int) -> str:
     """The template with ``{{ name }}`` (or ``{{name}}``) placeholders filled, HTML-escaped.
 
+    ``ends_at`` stays the ISO value a script reads; ``ends_at_text`` is for people, and the
+    sentence holds both, the ISO value in a ``<time datetime>`` a script can localise.
     One pass over the template: a value that itself holds ``{{ retry_after }}`` (a message
     may say anything) is shown as written, never filled in turn.
     """
-    sentence = f"Expected back at {ends_at}." if ends_at else ""
+    iso = format_time(ends_at) or ""
+    text = readable_time(ends_at) if ends_at is not None else ""
     values = {
-        "message": message,
-        "ends_at": ends_at or "",
-        "ends_at_sentence": sentence,
+        "message": html.escape(message),
+        "ends_at": iso,
+        "ends_at_text": text,
+        "ends_at_sentence": (
+            f'Expected back at <time datetime="{iso}">{text}</time>.' if ends_at is not None else ""
+        ),
         "retry_after": str(retry_after),
     }
-    return _PLACEHOLDER.sub(lambda match: html.escape(values[match.group(2)]), template)
+    # The ISO and readable times hold no markup characters; the message is escaped above.
+    return _PLACEHOLDER.sub(lambda match: values[match.group(2)], template)
 
 
 class MaintenanceResponder:
@@ -95,7 +121,7 @@ class MaintenanceResponder:
             payload["scope"] = list(state.scope)
         bodies = {
             JSON: json_bytes(payload),
-            HTML: render_page(self.template, message, ends_at, retry_after).encode("utf-8"),
+            HTML: render_page(self.template, message, state.ends_at, retry_after).encode("utf-8"),
             TEXT: f"Service unavailable: {message}\n".encode(),
         }
         common = [

@@ -1,7 +1,8 @@
 """Forwarding one request to the upstream and streaming the answer back (raw ASGI).
 
-The request head is rebuilt byte for byte (method, raw path, query, headers minus
-hop-by-hop ones, X-Forwarded-* set); bodies stream both ways with back-pressure.
+The request head is rebuilt byte for byte by ``forwarding.request_head`` (method, raw path,
+query, headers minus hop-by-hop ones, X-Forwarded-* set); bodies stream both ways with
+back-pressure.
 When the upstream cannot be reached or is too slow, the gateway answers 502/504
 itself with JSON and the same CORS headers as its maintenance answer.
 """
@@ -15,29 +16,14 @@ from typing import Protocol
 
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.bypass import COOKIE_NAME_BYTES as BYPASS_COOKIE
-from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.cors import CorsPolicy
-from gateway.forwarding import (
-    FORWARDING_HEADERS,
-    REQUEST_DROPPED,
-    TrustedPeers,
-    connection_named,
-    response_headers,
-    valid_host,
-    without_cookie,
-)
+from gateway.forwarding import CHUNKED_BODY, NO_BODY, TrustedPeers, request_head, response_headers
 from gateway.metrics import Metrics
 from gateway.http import JSON_TYPE, NO_STORE, body_headers, header_value, json_bytes, send_answer
 from gateway.errors import BadRequest, BodyTimeout, ClientGone, Overloaded, UpstreamClosed, UpstreamError
-from gateway.upstream import UpstreamConnection, UpstreamPool
+from gateway.upstream import BODY_PIECE, HEAD, WHOLE_BODY, UpstreamConnection, UpstreamPool
 
 logger = logging.getLogger("gateway.proxy")
-
-NO_BODY, LENGTH_BODY, CHUNKED_BODY = 0, 1, 2
-
-# Request headers the loop in ``request_head`` looks at (one set lookup for every other header).
-_EXAMINED = frozenset({b"content-length", b"host", b"cookie", BYPASS_HEADER})
 
 _ERROR_CODES = {
     400: "bad_request",
@@ -118,96 +104,15 @@ class Proxy:
         self.notice = b""
 
     def request_head(self, scope: Scope) -> tuple[bytes, int, bytes]:
-        """The request line and headers for the upstream (without framing or the blank line),
-        how the client framed the body, and its Content-Length if it sent one.
-
-        Raises BadRequest for a request Django would misread: ambiguous framing, a header
-        name with an underscore, no Host in HTTP/1.1, two Hosts or an invalid one.
-        """
-        client = scope.get("client")
-        peer = client[0] if client else ""
-        trusted = self.trusted.trusts(peer) if peer else False
-        lines: list[bytes] = []
-        append = lines.append
-        body = NO_BODY
-        length = b""
-        host = forwarded_for = forwarded_proto = forwarded_host = named = None
-        for name, value in scope["headers"]:
-            if name in REQUEST_DROPPED:
-                if name == b"transfer-encoding":
-                    # Only a single "chunked" is unambiguous; the parsers let some other forms through.
-                    if body != NO_BODY or value.strip().lower() != b"chunked":
-                        raise BadRequest("ambiguous Transfer-Encoding (RFC 9112 6.1)")
-                    body = CHUNKED_BODY
-                elif name == b"connection":
-                    named = connection_named(value) if named is None else named | connection_named(value)
-                continue
-            if name in FORWARDING_HEADERS:
-                if not trusted:
-                    continue  # an untrusted client cannot forge or pre-fill them
-                if name == b"x-forwarded-for":
-                    forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
-                    continue
-                if name == b"x-forwarded-proto":
-                    forwarded_proto = value
-                    continue
-                if name == b"x-forwarded-host":
-                    forwarded_host = value
-                    continue
-            elif name in _EXAMINED:
-                if name == b"content-length":
-                    # A length beside chunked, or two lengths, is how requests are smuggled (RFC 9112 6.3).
-                    if body == CHUNKED_BODY or (length and length != value) or not value.isdigit():
-                        raise BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
-                    length = value
-                    body = LENGTH_BODY
-                    continue
-                if name == b"host":
-                    # RFC 9112 3.2: more than one Host, or an invalid one, is refused with 400.
-                    if host is not None:
-                        raise BadRequest("more than one Host header (RFC 9112 3.2)")
-                    if not valid_host(value):
-                        raise BadRequest("invalid Host header (RFC 9112 3.2)")
-                    host = value
-                elif name == b"cookie":
-                    # The bypass cookie and header are the gateway's: Django (its logs, its
-                    # error reports) never sees them.
-                    if BYPASS_COOKIE in value:
-                        value = without_cookie(value, BYPASS_COOKIE)
-                        if not value:
-                            continue
-                else:  # the bypass header
-                    continue
-            elif b"_" in name:
-                # WSGI turns X-User_Id and X-User-Id into the same HTTP_X_USER_ID: one could pose as the other.
-                raise BadRequest(f"header {name.decode('latin-1')!r}: underscores are not allowed in header names")
-            append(b"%s: %s\r\n" % (name, value))
-        if named:
-            lines = [line for line in lines if line.split(b":", 1)[0] not in named]
-        if host is None:
-            if scope["http_version"] == "1.1":
-                raise BadRequest("no Host header (RFC 9112 3.2)")
-            # An HTTP/1.0 client may omit Host; HTTP/1.1 requires one upstream.
-            host = self.upstream_authority
-            lines.append(b"host: %s\r\n" % host)
-        peer_bytes = peer.encode("latin-1")
-        lines.append(
-            b"x-forwarded-for: %s\r\n" % (forwarded_for + b", " + peer_bytes if forwarded_for else peer_bytes)
-        )
-        lines.append(b"x-forwarded-proto: %s\r\n" % (forwarded_proto or scope["scheme"].encode("latin-1")))
-        lines.append(b"x-forwarded-host: %s\r\n" % (forwarded_host or host))
-        if self.notice:
-            lines.append(self.notice)
-        query = scope["query_string"]
-        target = scope["raw_path"] + b"?" + query if query else scope["raw_path"]
-        head = b"%s %s HTTP/1.1\r\n%s" % (scope["method"].encode("ascii"), target, b"".join(lines))
-        return head, body, length
+        """``forwarding.request_head`` with this proxy's peers, authority and notice (the WebSocket
+        handshake is forwarded with the same head)."""
+        return request_head(scope, self.trusted, self.upstream_authority, self.notice)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # One coroutine for the whole exchange: every await of a helper coroutine costs the
         # hot path, so the common case (a body in hand, a response in one piece) calls none.
         try:
-            head, body_kind, length = self.request_head(scope)
+            head, body_kind, length = request_head(scope, self.trusted, self.upstream_authority, self.notice)
             if body_kind == NO_BODY:
                 message = head + b"\r\n"
                 more_body = False
@@ -243,18 +148,18 @@ class Proxy:
                 if connection.closed and not connection.received_any:
                     raise UpstreamClosed("the upstream closed the connection", before_response=True)
                 if not connection.headers_complete:
-                    await connection.read_head(self.read_timeout)
+                    await connection.wait_for(HEAD, self.read_timeout)
             except UpstreamClosed as exc:
                 if not (exc.before_response and connection.reused and not more_body):
                     raise
                 connection.abort()
                 connection = await self.pool.connect()
                 connection.begin(message, head_request=head_request)
-                await connection.read_head(self.read_timeout)
+                await connection.wait_for(HEAD, self.read_timeout)
             self.metrics.observe_upstream(time.perf_counter() - started)
             if connection.small_body_pending:
                 # Up to 256 KiB with a length: one body message, and no disconnect watcher to start.
-                await connection.read_whole_body(self.read_timeout)
+                await connection.wait_for(WHOLE_BODY, self.read_timeout)
             headers = response_headers(connection.headers, connection.status)
             await send({"type": "http.response.start", "status": connection.status, "headers": headers})
             response_started = True
@@ -387,7 +292,8 @@ class Proxy:
         watcher.add_done_callback(client_left)
         try:
             while True:
-                data = await connection.read_body(self.read_timeout)
+                await connection.wait_for(BODY_PIECE, self.read_timeout)
+                data = connection.take_body()
                 if not data:
                     break
                 await send({"type": "http.response.body", "body": data, "more_body": True})

@@ -1,13 +1,15 @@
 """The one settings object: read from ``GATEWAY_*`` variables and CLI flags, validated once.
 
-Every setting is declared once in ``FIELDS`` (environment name, parser, default,
-whether it is a secret). The CLI derives its ``--flags`` from the same table, so a
-new setting needs one line here and nothing else.
+Every setting is declared once, as an attribute of ``Settings`` whose ``setting(...)``
+carries its parser, default text, help and whether it is a secret. ``FIELDS`` is read from
+those declarations; the CLI derives its ``--flags`` from it, so a new setting needs one
+attribute here and nothing else.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
@@ -21,18 +23,6 @@ from gateway.errors import ConfigError
 ENV_PREFIX = "GATEWAY_"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# django-cors-headers' defaults, so that the gateway answers as Django would.
-DEFAULT_CORS_ALLOW_HEADERS = (
-    "accept",
-    "authorization",
-    "content-type",
-    "user-agent",
-    "x-csrftoken",
-    "x-requested-with",
-)
-DEFAULT_CORS_ALLOW_METHODS = ("DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT")
-
 
 # -- value parsers: each takes the raw string and returns the typed value or raises ValueError
 
@@ -50,19 +40,57 @@ def parse_bool(raw: str) -> bool:
     raise ValueError("expected true/false, yes/no, on/off or 1/0")
 
 
-def _number(kind: Callable[[str], float], minimum: float, strictly: bool) -> Callable[[str], Any]:
-    def parse(raw: str) -> float:
+@dataclasses.dataclass(frozen=True)
+class Number:
+    """A number setting's parser and its range: from ``low`` (excluded when ``low_excluded``) to ``high``.
+
+    Every number has both ends: a value past what a socket, a clock or memory can hold is
+    refused at start, not wrapped around or left to fail on the first request.
+    """
+
+    whole: bool
+    low: float
+    high: float
+    low_excluded: bool = False
+
+    def __call__(self, raw: str) -> int | float:
         try:
-            value = kind(raw.strip())
+            value: int | float = int(raw.strip()) if self.whole else float(raw.strip())
         except ValueError:
-            raise ValueError(f"expected a {kind.__name__} number") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("expected a finite number")
-        if value < minimum or (strictly and value == minimum):
-            raise ValueError(f"must be {'>' if strictly else '>='} {minimum:g}")
+            raise ValueError(self.expected) from None
+        # Written so that NaN, which compares false with everything, is refused too.
+        if not (self.low < value <= self.high if self.low_excluded else self.low <= value <= self.high):
+            raise ValueError(self.expected)
         return value
 
-    return parse
+    @property
+    def expected(self) -> str:
+        if self.whole:
+            return f"expected a whole number from {_shown(self.low)} to {_shown(self.high)}"
+        if self.low_excluded:
+            return f"expected a number greater than {_shown(self.low)} and at most {_shown(self.high)}"
+        return f"expected a number from {_shown(self.low)} to {_shown(self.high)}"
+
+
+def _shown(number: float) -> str:
+    return str(int(number)) if number == int(number) else str(number)
+
+
+def whole(low: int, high: int) -> Number:
+    return Number(whole=True, low=low, high=high)
+
+
+def seconds(high: float, *, zero_allowed: bool = False) -> Number:
+    """A duration: above zero (or from zero, when ``zero_allowed``) and at most ``high``."""
+    return Number(whole=False, low=0, high=high, low_excluded=not zero_allowed)
+
+
+HOUR = 3600
+DAY = 86400
+MIB = 1024 * 1024
+# Numbers of things held at once in one process (requests, sockets, connections): above this a
+# process runs out of descriptors or memory long before the limit could matter.
+MANY = 100_000
 
 
 def parse_http_url(raw: str) -> str:
@@ -90,7 +118,11 @@ def parse_store(raw: str) -> str:
     # The store module owns the grammar; importing it lazily keeps this module free of cycles.
     from gateway.stores import parse_store_url
 
-    parse_store_url(raw)
+    kind, argument = parse_store_url(raw)
+    if kind == "file":
+        from gateway.stores.file import require_directory
+
+        require_directory(argument)
     return raw.strip()
 
 
@@ -219,6 +251,8 @@ def parse_text(raw: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Field:
+    """One setting as the CLI and ``load_settings`` see it: its name, parser, default text and help."""
+
     name: str
     parse: Callable[[str], Any]
     default: str
@@ -233,156 +267,142 @@ class Field:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """A number setting's lowest and highest value; None for the others."""
+        return (self.parse.low, self.parse.high) if isinstance(self.parse, Number) else None
 
-FIELDS: tuple[Field, ...] = (
-    Field("host", parse_host, "127.0.0.1", "address to listen on"),
-    Field("port", _number(int, 1, False), "8080", "port to listen on"),
-    Field("workers", _number(int, 1, False), "1", "worker processes (each refreshes the state on its own)"),
-    Field("http_parser", _choice("httptools", "h11"), "httptools", "HTTP/1.1 parser for clients: httptools (fast) or h11 (pure Python)"),
-    Field("client_header_timeout", _number(float, 0, True), "30", "seconds a request's head may take to arrive"),
-    Field("client_body_timeout", _number(float, 0, True), "30", "seconds between two pieces of a request body (then 408)"),
-    Field(
-        "client_send_timeout",
-        _number(float, 0, True),
-        "60",
-        "seconds a client may leave the gateway's answer unread before the connection is dropped",
-    ),
-    Field("max_header_bytes", _number(int, 1024, False), "32768", "largest request head: the request line and headers together (then 400)"),
-    Field("max_in_flight", _number(int, 1, False), "1000", "requests handled at once; more get a quick 503 with CORS"),
-    Field(
-        "request_buffer_bytes",
-        _number(int, 0, False),
-        "1048576",
-        "request bodies up to this size are read whole before Django is called, so slow clients do not hold Django",
-    ),
-    Field(
-        "max_buffering_bodies",
-        _number(int, 1, False),
-        "128",
-        "requests receiving their body at once (not counted in max_in_flight); more get a quick 503",
-    ),
-    Field(
-        "client_body_min_rate",
-        _number(float, 0, False),
-        "500",
-        "bytes a second a request body must average once client_body_timeout of waiting is spent (then 408); 0: off",
-    ),
-    Field("upstream_url", parse_http_url, "http://127.0.0.1:8000", "where Django listens"),
-    Field("upstream_connect_timeout", _number(float, 0, True), "5", "seconds to open an upstream connection (then 504)"),
-    Field("upstream_read_timeout", _number(float, 0, True), "60", "seconds to wait for upstream data (then 504)"),
-    Field(
-        "upstream_idle_timeout",
-        _number(float, 0, True),
-        "1.5",
-        "seconds an idle upstream connection is kept; keep below the upstream's keep-alive (gunicorn: 2)",
-    ),
-    Field("upstream_max_idle", _number(int, 0, False), "64", "idle upstream connections kept for reuse"),
-    Field(
-        "websocket_upstream_url",
-        parse_optional_http_url,
-        "",
-        "where Django serves WebSockets (an ASGI server); empty: GATEWAY_UPSTREAM_URL",
-    ),
-    Field("websocket_max_connections", _number(int, 1, False), "1000", "open WebSockets per process; more are refused (1013)"),
-    Field(
-        "websocket_max_message_bytes",
-        _number(int, 1024, False),
-        "1048576",
-        "largest WebSocket message either way; a bigger one closes the socket with 1009",
-    ),
-    Field(
-        "websocket_ping_interval",
-        _number(float, 0, True),
-        "20",
-        "seconds between the gateway's pings to each WebSocket client (a client that stops answering is closed)",
-    ),
-    Field(
-        "websocket_per_message_deflate",
-        parse_bool,
-        "false",
-        "offer permessage-deflate compression to WebSocket clients",
-    ),
-    Field("store", parse_store, "file:maintenance-state.json", "file:PATH, memory: or dynamodb://TABLE?key=KEY&..."),
-    Field("refresh_interval", _number(float, 0, True), "2", "seconds between background store reads"),
-    Field("fail_mode", _choice("open", "closed"), "open", "open: serve, closed: answer 503, while the store was never read"),
-    Field("admin_prefix", parse_prefix, "/_gateway", "path prefix of the gateway's own endpoints"),
-    Field("admin_tokens", parse_tokens, "", "comma-separated name:token pairs; empty turns the admin API off", True),
-    Field("admin_failure_limit", _number(int, 0, False), "10", "failed admin/bypass attempts per client IP a minute; 0: no limit"),
-    Field("cors_allowed_origins", parse_origins, "", "origins allowed to read answers (scheme://host[:port])"),
-    Field("cors_allowed_origin_regexes", parse_regexes, "", "regexes matched against the Origin header"),
-    Field("cors_allow_all_origins", parse_bool, "false", "allow every origin"),
-    Field("cors_allow_credentials", parse_bool, "false", "send Access-Control-Allow-Credentials: true"),
-    Field("cors_allow_methods", parse_tokens_list, ",".join(DEFAULT_CORS_ALLOW_METHODS), "methods allowed in preflights"),
-    Field("cors_allow_headers", parse_tokens_list, ",".join(DEFAULT_CORS_ALLOW_HEADERS), "headers allowed in preflights"),
-    Field("cors_expose_headers", parse_tokens_list, "", "headers exposed to scripts (Retry-After and X-Maintenance-Mode always are)"),
-    Field("cors_preflight_max_age", _number(int, 0, False), "86400", "seconds a browser may cache a preflight; 0 omits the header"),
-    Field("bypass_paths", parse_paths, "", "path prefixes always forwarded to Django"),
-    Field("bypass_ips", parse_networks, "", "client IPs or CIDRs always forwarded to Django"),
-    Field("bypass_secret", parse_secret, "", "secret that lets operators through (header or cookie)", True),
-    Field("bypass_cookie_ttl", _number(int, 60, False), "28800", "seconds a bypass cookie stays valid"),
-    Field("forwarded_allow_ips", parse_networks, "127.0.0.1", "peers trusted to set X-Forwarded-For (IPs, CIDRs or *)"),
-    Field("maintenance_page", parse_readable_file, "", "HTML file served as the maintenance page"),
-    Field("maintenance_message", parse_text, "The site is down for maintenance. Please try again later.", "default message"),
-    Field("retry_after", _number(int, 0, False), "300", "Retry-After seconds when no end time is set"),
-    Field("drain_timeout", _number(float, 0, False), "25", "seconds in-flight requests get after SIGTERM"),
-    Field("access_log", parse_bool, "false", "log every request"),
-    Field("log_level", _choice("critical", "error", "warning", "info", "debug"), "info", "log level"),
-    Field("log_format", _choice("json", "text"), "json", "json (one object a line, for CloudWatch) or text"),
-)
+    @property
+    def low_excluded(self) -> bool:
+        return isinstance(self.parse, Number) and self.parse.low_excluded
 
-FIELDS_BY_NAME = {field.name: field for field in FIELDS}
+
+_DECLARATION = "setting"
+
+
+def setting(parse: Callable[[str], Any], default: str, help: str, *, secret: bool = False) -> Any:
+    """The declaration of one ``Settings`` attribute (typed ``Any`` so that mypy keeps the annotation)."""
+    if isinstance(parse, Number):
+        help = f"{help} ({parse.expected.removeprefix('expected ')})"
+    return dataclasses.field(metadata={_DECLARATION: Field("", parse, default, help, secret)})
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    host: str
-    port: int
-    workers: int
-    http_parser: str
-    client_header_timeout: float
-    client_body_timeout: float
-    client_send_timeout: float
-    max_header_bytes: int
-    max_in_flight: int
-    request_buffer_bytes: int
-    max_buffering_bodies: int
-    client_body_min_rate: float
-    upstream_url: str
-    upstream_connect_timeout: float
-    upstream_read_timeout: float
-    upstream_idle_timeout: float
-    upstream_max_idle: int
-    websocket_upstream_url: str
-    websocket_max_connections: int
-    websocket_max_message_bytes: int
-    websocket_ping_interval: float
-    websocket_per_message_deflate: bool
-    store: str
-    refresh_interval: float
-    fail_mode: str
-    admin_prefix: str
-    admin_tokens: tuple[tuple[str, str], ...]
-    admin_failure_limit: int
-    cors_allowed_origins: tuple[str, ...]
-    cors_allowed_origin_regexes: tuple[str, ...]
-    cors_allow_all_origins: bool
-    cors_allow_credentials: bool
-    cors_allow_methods: tuple[str, ...]
-    cors_allow_headers: tuple[str, ...]
-    cors_expose_headers: tuple[str, ...]
-    cors_preflight_max_age: int
-    bypass_paths: tuple[str, ...]
-    bypass_ips: tuple[Network, ...]
-    bypass_secret: str
-    bypass_cookie_ttl: int
-    forwarded_allow_ips: tuple[Network, ...]
-    maintenance_page: str
-    maintenance_message: str
-    retry_after: int
-    drain_timeout: float
-    access_log: bool
-    log_level: str
-    log_format: str
+    host: str = setting(parse_host, "127.0.0.1", "address to listen on")
+    port: int = setting(whole(1, 65535), "8080", "port to listen on")
+    workers: int = setting(whole(1, 64), "1", "worker processes (each refreshes the state on its own)")
+    http_parser: str = setting(
+        _choice("httptools", "h11"), "httptools", "HTTP/1.1 parser for clients: httptools (fast) or h11 (pure Python)"
+    )
+    client_header_timeout: float = setting(seconds(HOUR), "30", "seconds a request's head may take to arrive")
+    client_body_timeout: float = setting(seconds(HOUR), "30", "seconds between two pieces of a request body (then 408)")
+    client_send_timeout: float = setting(
+        seconds(HOUR), "60", "seconds a client may leave the gateway's answer unread before the connection is dropped"
+    )
+    max_header_bytes: int = setting(
+        whole(1024, MIB), "32768", "largest request head: the request line and headers together (then 400)"
+    )
+    max_in_flight: int = setting(whole(1, MANY), "1000", "requests handled at once; more get a quick 503 with CORS")
+    request_buffer_bytes: int = setting(
+        whole(0, 64 * MIB),
+        "1048576",
+        "request bodies up to this size are read whole before Django is called, so slow clients do not hold Django",
+    )
+    max_buffering_bodies: int = setting(
+        whole(1, MANY), "128", "requests receiving their body at once (not counted in max_in_flight); more get a quick 503"
+    )
+    client_body_min_rate: float = setting(
+        # Above 10 MB/s an ordinary mobile upload would be cut off.
+        Number(whole=False, low=0, high=10_000_000),
+        "500",
+        "bytes a second a request body must average once client_body_timeout of waiting is spent (then 408); 0: off",
+    )
+    upstream_url: str = setting(parse_http_url, "http://127.0.0.1:8000", "where Django listens")
+    upstream_connect_timeout: float = setting(seconds(HOUR), "5", "seconds to open an upstream connection (then 504)")
+    upstream_read_timeout: float = setting(seconds(DAY), "60", "seconds to wait for upstream data (then 504)")
+    upstream_idle_timeout: float = setting(
+        seconds(HOUR),
+        "1.5",
+        "seconds an idle upstream connection is kept; keep below the upstream's keep-alive (gunicorn: 2)",
+    )
+    upstream_max_idle: int = setting(whole(0, 10_000), "64", "idle upstream connections kept for reuse")
+    websocket_upstream_url: str = setting(
+        parse_optional_http_url, "", "where Django serves WebSockets (an ASGI server); empty: GATEWAY_UPSTREAM_URL"
+    )
+    websocket_max_connections: int = setting(
+        whole(1, MANY), "1000", "open WebSockets per process; more are refused (1013)"
+    )
+    websocket_max_message_bytes: int = setting(
+        whole(1024, 64 * MIB),
+        "1048576",
+        "largest WebSocket message either way; a bigger one closes the socket with 1009",
+    )
+    websocket_ping_interval: float = setting(
+        seconds(HOUR),
+        "20",
+        "seconds between the gateway's pings to each WebSocket client (a client that stops answering is closed)",
+    )
+    websocket_per_message_deflate: bool = setting(
+        parse_bool, "false", "offer permessage-deflate compression to WebSocket clients"
+    )
+    store: str = setting(parse_store, "file:maintenance-state.json", "file:PATH, memory: or dynamodb://TABLE?key=KEY&...")
+    # Above an hour a switch would take longer to reach the gateways than most maintenance windows last.
+    refresh_interval: float = setting(seconds(HOUR), "2", "seconds between background store reads")
+    fail_mode: str = setting(
+        _choice("open", "closed"), "open", "open: serve, closed: answer 503, while the store was never read"
+    )
+    admin_prefix: str = setting(parse_prefix, "/_gateway", "path prefix of the gateway's own endpoints")
+    admin_tokens: tuple[tuple[str, str], ...] = setting(
+        parse_tokens, "", "comma-separated name:token pairs; empty turns the admin API off", secret=True
+    )
+    admin_failure_limit: int = setting(
+        whole(0, MANY), "10", "failed admin/bypass attempts per client IP a minute; 0: no limit"
+    )
+    cors_allowed_origins: tuple[str, ...] = setting(
+        parse_origins, "", "origins allowed to read answers (scheme://host[:port])"
+    )
+    cors_allowed_origin_regexes: tuple[str, ...] = setting(
+        parse_regexes, "", "regexes matched against the Origin header"
+    )
+    cors_allow_all_origins: bool = setting(parse_bool, "false", "allow every origin")
+    cors_allow_credentials: bool = setting(parse_bool, "false", "send Access-Control-Allow-Credentials: true")
+    # The method and header defaults are django-cors-headers', so that the gateway answers as Django would.
+    cors_allow_methods: tuple[str, ...] = setting(
+        parse_tokens_list, "DELETE,GET,OPTIONS,PATCH,POST,PUT", "methods allowed in preflights"
+    )
+    cors_allow_headers: tuple[str, ...] = setting(
+        parse_tokens_list,
+        "accept,authorization,content-type,user-agent,x-csrftoken,x-requested-with",
+        "headers allowed in preflights",
+    )
+    cors_expose_headers: tuple[str, ...] = setting(
+        parse_tokens_list, "", "headers exposed to scripts (Retry-After and X-Maintenance-Mode always are)"
+    )
+    # Firefox caches a preflight for at most a day, Chromium for two hours: more is never used.
+    cors_preflight_max_age: int = setting(
+        whole(0, DAY), "86400", "seconds a browser may cache a preflight; 0 omits the header"
+    )
+    bypass_paths: tuple[str, ...] = setting(parse_paths, "", "path prefixes always forwarded to Django")
+    bypass_ips: tuple[Network, ...] = setting(parse_networks, "", "client IPs or CIDRs always forwarded to Django")
+    bypass_secret: str = setting(
+        parse_secret, "", "secret that lets operators through (header or cookie)", secret=True
+    )
+    bypass_cookie_ttl: int = setting(whole(60, 30 * DAY), "28800", "seconds a bypass cookie stays valid")
+    forwarded_allow_ips: tuple[Network, ...] = setting(
+        parse_networks, "127.0.0.1", "peers trusted to set X-Forwarded-For (IPs, CIDRs or *)"
+    )
+    maintenance_page: str = setting(parse_readable_file, "", "HTML file served as the maintenance page")
+    maintenance_message: str = setting(
+        parse_text, "The site is down for maintenance. Please try again later.", "default message"
+    )
+    retry_after: int = setting(whole(0, DAY), "300", "Retry-After seconds when no end time is set")
+    drain_timeout: float = setting(
+        seconds(HOUR, zero_allowed=True), "25", "seconds in-flight requests get after SIGTERM"
+    )
+    access_log: bool = setting(parse_bool, "false", "log every request")
+    log_level: str = setting(_choice("critical", "error", "warning", "info", "debug"), "info", "log level")
+    log_format: str = setting(_choice("json", "text"), "json", "json (one object a line, for CloudWatch) or text")
 
     @property
     def upstream_host_port(self) -> tuple[str, int]:
@@ -413,6 +433,11 @@ class Settings:
         return self.as_environment(masked=True)
 
 
+FIELDS: tuple[Field, ...] = tuple(
+    dataclasses.replace(attribute.metadata[_DECLARATION], name=attribute.name) for attribute in dataclasses.fields(Settings)
+)
+
+
 def load_settings(env: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> Settings:
     """Parse every setting; the first bad one raises ConfigError naming its key and value.
 
@@ -420,11 +445,10 @@ def load_settings(env: Mapping[str, str] | None = None, overrides: Mapping[str, 
     """
     source = os.environ if env is None else env
     overrides = overrides or {}
-    known = {field.env for field in FIELDS}
     for key in source:
         # A typo in a variable name would otherwise be ignored silently.
-        if key.startswith(ENV_PREFIX) and key not in known and key not in _NOT_SETTINGS:
-            raise ConfigError(key, source[key], "unknown setting")
+        if key.startswith(ENV_PREFIX) and key not in _KNOWN:
+            raise _unknown_setting(key, source[key])
     values: dict[str, Any] = {}
     for field in FIELDS:
         if field.name in overrides:
@@ -444,4 +468,21 @@ def load_settings(env: Mapping[str, str] | None = None, overrides: Mapping[str, 
 
 
 # Variables with the prefix that belong to the CLI client, not to the server's settings.
-_NOT_SETTINGS = frozenset({"GATEWAY_ADMIN_URL", "GATEWAY_ADMIN_TOKEN"})
+_CLIENT_VARIABLES = {"GATEWAY_ADMIN_URL": False, "GATEWAY_ADMIN_TOKEN": True}
+# Every variable the prefix may start, and whether its value is a secret.
+_KNOWN = {**{field.env: field.secret for field in FIELDS}, **_CLIENT_VARIABLES}
+
+
+def _unknown_setting(key: str, value: str) -> ConfigError:
+    """The error for an unknown ``GATEWAY_*`` variable, naming the one it was most likely meant to be.
+
+    Its value is shown only when that is a setting that holds no secret: an unknown variable
+    may well be a misspelt token.
+    """
+    # Compared without the prefix, which every name shares and which would make any two names look alike.
+    names = {name.removeprefix(ENV_PREFIX): name for name in _KNOWN}
+    close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.8)
+    if not close:
+        return ConfigError(key, "****", "unknown setting")
+    meant = names[close[0]]
+    return ConfigError(key, "****" if _KNOWN[meant] else value, f"unknown setting; did you mean {meant}?")

@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 client for one upstream: keep-alive connections on asyncio + httptools.
 
 Why not httpx: its pool scans every connection on each request, which costs
-60-100x nginx's CPU per request (DESIGN.md). Here an idle connection is one
+60-100x nginx's CPU per request (README.md, "Speed"). Here an idle connection is one
 ``deque.pop()`` away, responses are parsed by httptools (llhttp, C), and body
 chunks flow with back-pressure in both directions, so a 100 MB body never sits
 in memory.
@@ -16,6 +16,7 @@ import asyncio
 import collections
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import httptools
@@ -25,7 +26,14 @@ from gateway.errors import GatewayError, UpstreamClosed, UpstreamConnectError, U
 # Body bytes buffered from the upstream before its socket stops being read: the
 # client's pace, not the upstream's, decides how much is held in memory.
 READ_HIGH_WATER = 256 * 1024
-READ_LOW_WATER = 64 * 1024
+
+# What ``UpstreamConnection.wait_for`` waits for, and its name in a timeout's message.
+HEAD, BODY_PIECE, WHOLE_BODY = 0, 1, 2
+_STAGE_NAMES = ("response headers", "response body", "response body")
+
+# Opens a connection for the protocol the factory makes, as ``loop.create_connection(factory,
+# host, port)`` does (the default); tests pass one that hands the protocol a scripted transport.
+Connector = Callable[[Callable[[], "UpstreamConnection"]], Awaitable[tuple[object, "UpstreamConnection"]]]
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -43,7 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._timeout = 0.0
-        self._waiting_for = ""
+        self._waiting_for = HEAD
         self._chunks: collections.deque[bytes] = collections.deque()
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -71,6 +79,10 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = cast(asyncio.Transport, transport)
+        # Counted here and uncounted in connection_lost, the one callback every transport that
+        # was made reaches, however it ends (also when a connect times out after this).
+        if self.pool is not None:
+            self.pool.open_count += 1
 
     def data_received(self, data: bytes) -> None:
         self.received_any = True
@@ -232,26 +244,10 @@ class UpstreamConnection(asyncio.Protocol):
             finally:
                 self._drain_waiter = None
 
-    async def read_head(self, timeout: float) -> None:
-        """Wait until the response's status and headers are in ``status``/``headers``."""
-        while not self.headers_complete:
-            try:
-                await self._wait(timeout, "response headers")
-            finally:
-                self._waiter = None
-
     @property
     def small_body_pending(self) -> bool:
         """A body with a length that fits the read buffer is still arriving: worth waiting for whole."""
         return not self.message_complete and self.content_length is not None and self.content_length <= READ_HIGH_WATER
-
-    async def read_whole_body(self, timeout: float) -> None:
-        """Wait for the rest of a body that ``small_body_pending`` said fits the buffer."""
-        while not self.message_complete:
-            try:
-                await self._wait(timeout, "response body")
-            finally:
-                self._waiter = None
 
     def take_body(self) -> bytes:
         """Every body byte received so far."""
@@ -266,16 +262,31 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    async def read_body(self, timeout: float) -> bytes:
-        """The next body bytes; empty once the response is complete."""
-        while not self._chunks and not self.message_complete:
+    async def wait_for(self, stage: int, timeout: float) -> None:
+        """Wait until the response reaches ``stage``: ``HEAD`` (status and headers in ``status``/
+        ``headers``), ``BODY_PIECE`` (body bytes for ``take_body``, or the end) or ``WHOLE_BODY``
+        (the end, for a body ``small_body_pending`` said fits the buffer).
+
+        Raises the error that cut the exchange, or UpstreamTimeout after ``timeout`` seconds
+        without progress. Not a timer per wait: the connection keeps one timer and moves a
+        deadline, re-arming the timer only when it fires early (far fewer timers than waits).
+        """
+        # A complete response has passed every stage (its head is complete too).
+        while not (
+            self.message_complete or (self.headers_complete if stage == HEAD else stage == BODY_PIECE and bool(self._chunks))
+        ):
+            if self._error is not None:
+                raise self._error
+            waiter = self._waiter = self.loop.create_future()
+            self._deadline = self.loop.time() + timeout
+            self._waiting_for = stage
+            self._timeout = timeout
+            if self._timer is None:
+                self._timer = self.loop.call_at(self._deadline, self._check_deadline)
             try:
-                await self._wait(timeout, "response body")
+                await waiter
             finally:
                 self._waiter = None
-        if self._chunks:
-            return self.take_body()
-        return b""
 
     @property
     def reusable(self) -> bool:
@@ -320,22 +331,6 @@ class UpstreamConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _wait(self, timeout: float, what: str) -> asyncio.Future[None]:
-        """A future that data, the end of the connection, or the deadline completes.
-
-        Not a timer per wait: the connection keeps one timer and moves a deadline,
-        re-arming the timer only when it fires early (far fewer timers than waits).
-        """
-        if self._error is not None:
-            raise self._error
-        waiter = self._waiter = self.loop.create_future()
-        self._deadline = self.loop.time() + timeout
-        self._waiting_for = what
-        self._timeout = timeout
-        if self._timer is None:
-            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
-        return waiter
-
     def _check_deadline(self) -> None:
         self._timer = None
         waiter = self._waiter
@@ -344,7 +339,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self.loop.time() < self._deadline:
             self._timer = self.loop.call_at(self._deadline, self._check_deadline)
             return
-        waiter.set_exception(UpstreamTimeout(f"no {self._waiting_for} from the upstream within {self._timeout:g} s"))
+        waited_for = _STAGE_NAMES[self._waiting_for]
+        waiter.set_exception(UpstreamTimeout(f"no {waited_for} from the upstream within {self._timeout:g} s"))
 
 
 class UpstreamPool:
@@ -352,6 +348,8 @@ class UpstreamPool:
 
     Idle connections older than ``idle_timeout`` are dropped from the old end of
     the deque when a connection is taken, so nothing ever scans the whole pool.
+    New connections are opened by ``connector``, ``loop.create_connection`` to
+    ``host``:``port`` when it is None.
     """
 
     def __init__(
@@ -362,9 +360,11 @@ class UpstreamPool:
         connect_timeout: float,
         idle_timeout: float,
         max_idle: int,
+        connector: Connector | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.connector = connector
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
@@ -389,16 +389,19 @@ class UpstreamPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: UpstreamConnection(loop, self), self.host, self.port
-                )
+                connector = self.connector
+                if connector is None:
+                    _, protocol = await loop.create_connection(
+                        lambda: UpstreamConnection(loop, self), self.host, self.port
+                    )
+                else:
+                    _, protocol = await connector(lambda: UpstreamConnection(loop, self))
         except TimeoutError:
             raise UpstreamTimeout(
                 f"could not connect to {self.host}:{self.port} within {self.connect_timeout:g} s"
             ) from None
         except OSError as exc:
             raise UpstreamConnectError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from exc
-        self.open_count += 1
         return protocol
 
     def release(self, connection: UpstreamConnection) -> None:

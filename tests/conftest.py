@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import browser, front_pages, page_dirs  # noqa: F401  (fixtures)
 from tests.support import (
     AWS_ENV,
     CORS_ENV,
@@ -18,6 +17,9 @@ from tests.support import (
     start_django,
     start_raw_upstream,
 )
+
+# The browser fixtures (browser, front_pages, page_dirs) live beside the browser helpers.
+pytest_plugins = ["tests.browser"]
 
 # In-process boto3 clients (the tests' own store handles) talk to moto with these.
 os.environ.update(AWS_ENV)

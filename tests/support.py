@@ -9,13 +9,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from gateway.state import MaintenanceState, switched_off, switched_on
+from gateway.admin.changes import next_state
+from gateway.state import MaintenanceState, format_time
 from gateway.stores import Store, change_state, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,15 +102,16 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def start_raw_upstream(log_dir: Path) -> tuple[ServerProcess, str]:
+def start_test_app(log_dir: Path, app: str, name: str, extra_args: Sequence[str] = ()) -> tuple[ServerProcess, str]:
+    """One of the tests' own ASGI upstreams (``module:app`` in tests/) under uvicorn on a free port."""
     port = free_port()
     server = ServerProcess(
-        "raw-upstream",
+        name,
         # --no-proxy-headers: the upstream must report the gateway's real port (its keep-alive
         # connection), not a client rebuilt from X-Forwarded-For with port 0.
         [
-            str(BIN / "uvicorn"), "upstream_app:app", "--port", str(port), "--log-level", "warning",
-            "--no-access-log", "--no-proxy-headers",
+            str(BIN / "uvicorn"), app, "--port", str(port), "--log-level", "warning",
+            "--no-access-log", "--no-proxy-headers", *extra_args,
         ],
         {**base_env(), "PYTHONPATH": str(ROOT / "tests")},
         ROOT / "tests",
@@ -117,6 +119,10 @@ def start_raw_upstream(log_dir: Path) -> tuple[ServerProcess, str]:
     )
     server.wait_for_port(port)
     return server, f"http://127.0.0.1:{port}"
+
+
+def start_raw_upstream(log_dir: Path) -> tuple[ServerProcess, str]:
+    return start_test_app(log_dir, "upstream_app:app", "raw-upstream")
 
 
 def start_django(log_dir: Path, allowed_origins: str, port: int | None = None, name: str = "django") -> tuple[ServerProcess, str]:
@@ -209,12 +215,17 @@ class Gateway:
         raise AssertionError(f"the gateway did not load version {version} within {timeout} s")
 
     def turn_on(self, **fields: Any) -> MaintenanceState:
-        state = change_state(self.store, lambda current: switched_on(current, now=time.time(), actor="tests", **fields))
+        """Maintenance on, written to the store as the admin API writes it (``fields`` as its body
+        takes them, with times as epoch seconds), once this gateway serves it."""
+        body = {"enabled": True, **{name: format_time(value) if name in ("starts_at", "ends_at") else value for name, value in fields.items()}}
+        if body.get("scope") is not None:
+            body["scope"] = list(body["scope"])
+        state = change_state(self.store, lambda current: next_state(current, body, now=time.time(), actor="tests"))
         self.wait_for_version(state.version)
         return state
 
     def turn_off(self) -> MaintenanceState:
-        state = change_state(self.store, lambda current: switched_off(current, now=time.time(), actor="tests"))
+        state = change_state(self.store, lambda current: next_state(current, {"enabled": False}, now=time.time(), actor="tests"))
         self.wait_for_version(state.version)
         return state
 
@@ -226,6 +237,26 @@ class Gateway:
 
     def stop(self) -> int:
         return self.server.stop()
+
+
+# Both HTTP parsers a gateway can run: a rule on the request path must hold under each.
+PARSERS = ("httptools", "h11")
+
+
+def gateway_for_parser(
+    log_dir: Path, upstream: str, parser: str, env: Mapping[str, str], name: str
+) -> Iterator[Gateway]:
+    """The body of a module fixture parametrized over PARSERS: a gateway with ``parser``, stopped after."""
+    gateway = Gateway(log_dir, upstream, {**env, "GATEWAY_HTTP_PARSER": parser}, name=f"{name}-{parser}")
+    yield gateway
+    gateway.stop()
+
+
+def maintenance_off_after(gateway: Gateway) -> Iterator[Gateway]:
+    """The body of a per-test fixture over a shared gateway: maintenance is off when the test ends."""
+    yield gateway
+    if gateway.store.read().enabled:
+        gateway.turn_off()
 
 
 class DynamoDBServer:
@@ -301,3 +332,51 @@ def start_nginx(log_dir: Path, gateway_port: int, name: str = "nginx") -> tuple[
     server = ServerProcess(name, ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")], base_env(), ROOT, log_dir)
     server.wait_for_port(port)
     return server, f"http://127.0.0.1:{port}"
+
+
+# -- the installed command, and what every store-facing test checks afterwards
+
+
+def cli(*args: str, store: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed command on the file store ``store``; ``env`` adds variables."""
+    return subprocess.run(
+        [str(BIN / "maintenance-gateway"), *args],
+        env={**base_env(), "GATEWAY_STORE": f"file:{store}", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def assert_gateway_survives(gateway: Gateway, store_url: str, commands: tuple[tuple[str, ...], ...] = (("status",), ("status", "--json"))) -> None:
+    """Health (public and detailed), the 503 in all three variants and the ``status`` CLI all answer."""
+    public = httpx.get(f"{gateway.url}/_gateway/health", timeout=5)
+    assert public.status_code == 200, public.text
+    detailed = httpx.get(f"{gateway.url}/_gateway/health", headers=gateway.admin_headers, timeout=5)
+    assert detailed.status_code == 200, detailed.text
+    for accept in ("application/json", "text/html", "text/plain"):
+        answer = httpx.get(f"{gateway.url}/echo", headers={"Accept": accept}, timeout=5)
+        assert answer.status_code in (200, 503), (accept, answer.status_code, answer.text)
+        answer.content.decode("utf-8")
+    for args in commands:
+        result = subprocess.run(
+            [str(BIN / "maintenance-gateway"), *args],
+            env={**base_env(), **AWS_ENV, "GATEWAY_STORE": store_url},
+            capture_output=True,
+            timeout=30,
+        )
+        # Either the state (repaired), or a clear refusal naming the field: never a traceback.
+        assert b"Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 0 or b"store error" in result.stderr, (result.returncode, result.stderr)
+        result.stdout.decode("utf-8")
+
+
+def wait_for_reads(gateway: Gateway, reads: int = 2) -> None:
+    """Until the gateway has read the store ``reads`` more times (so at least once since a write)."""
+    def count() -> int:
+        return int(httpx.get(f"{gateway.url}/_gateway/health", headers=gateway.admin_headers, timeout=5).json()["store"]["reads"])
+
+    target = count() + reads
+    deadline = time.monotonic() + 5
+    while count() < target and time.monotonic() < deadline:
+        time.sleep(0.05)

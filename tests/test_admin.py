@@ -196,7 +196,7 @@ def test_token_rotation_and_audit_lines(log_dir: Path, raw_upstream: str) -> Non
     first = Gateway(log_dir, raw_upstream, env, name="gateway-rotation-1")
     try:
         for token in (OLD_TOKEN, NEW_TOKEN):
-            response = httpx.put(f"{first.url}/_gateway/maintenance", json={"message": "m"}, headers={"Authorization": f"Bearer {token}"})
+            response = httpx.put(f"{first.url}/_gateway/maintenance", json={"message": f"m {token[:3]}"}, headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 200
         log = first.server.log()
     finally:
@@ -340,18 +340,25 @@ def test_openapi_document_matches_the_routes(admin_gateway: Gateway) -> None:
 
     validate(document)
     documented = {(path, method.upper()) for path, item in document["paths"].items() for method in item}
-    from gateway.admin.routes import build_admin_app
     from gateway.app import Gateway as App
     from gateway.settings import load_settings
     from gateway.stores.memory import MemoryStore
 
     app = App(load_settings({}), store=MemoryStore())
+    # One mount under the prefix holds every route.
+    [mount] = app.admin.routes
     routed = {
-        (route.path, method)  # type: ignore[attr-defined]
-        for route in build_admin_app(app).routes
+        (mount.path + route.path, method)  # type: ignore[attr-defined]
+        for route in mount.routes  # type: ignore[attr-defined]
         for method in route.methods - {"HEAD"}  # type: ignore[attr-defined]
     }
     assert documented == routed
+    # What a change did, as the CLI reads it: in the answer of PUT and DELETE.
+    for method in ("put", "delete"):
+        answer = document["paths"]["/_gateway/maintenance"][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer == {"$ref": "#/components/schemas/ChangedState"}
+    changed = document["components"]["schemas"]["ChangedState"]
+    assert {"changed", "replaced"} <= set(changed["allOf"][1]["required"])
 
 
 def remote_cli(*args: str, url: str, token: str) -> subprocess.CompletedProcess[str]:
@@ -488,6 +495,7 @@ def test_headers_and_queries_the_admin_routes_read_never_make_a_500(admin: httpx
         response = admin.delete("/maintenance", params={"reason": reason})
         assert response.status_code in (200, 400), (reason, response.text)
         assert response.status_code == 200 or response.json()["field"] == "reason"
+    admin.put("/maintenance", json={})  # on, so that turning it off writes the reason
     too_long = admin.delete("/maintenance", params={"reason": "r" * 10_000})
     assert too_long.status_code == 200 and len(too_long.json()["reason"]) == 500
     for content_type in (b"application/json\xff", b"\xb2", b";;;"):
@@ -542,7 +550,7 @@ def test_the_failure_limit_reads_every_forwarded_for_line(admin_gateway: Gateway
         httpx.delete(url, headers={"Authorization": f"Bearer {NEW_TOKEN}"})
 
 
-@pytest.mark.parametrize("path", ["/_gateway/maintenance/", "/_gateway/health/", "/_gateway/bypass/"])
+@pytest.mark.parametrize("path", ["/_gateway", "/_gateway/", "/_gateway/maintenance/", "/_gateway/health/", "/_gateway/bypass/"])
 def test_no_redirect_is_built_from_the_host_header(admin_gateway: Gateway, path: str) -> None:
     reply = raw_reply(admin_gateway, f"GET {path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".encode())
     head, _, body = reply.partition(b"\r\n\r\n")
@@ -681,12 +689,14 @@ def test_put_with_a_scope_takes_only_those_paths_down(admin: httpx.Client, admin
     assert admin.get("/maintenance").json()["scope"] == ["/echo/checkout/", "/echo/payments/"]
     assert httpx.get(f"{admin_gateway.url}/echo/checkout/pay").status_code == 503
     assert httpx.get(f"{admin_gateway.url}/echo/catalogue").status_code == 200
-    for whole_site in (None, []):
+    # null and [] both say "the whole site": the second asks for what the first stored.
+    for whole_site, changed in ((None, True), ([], False)):
         again = admin.put("/maintenance", json={"scope": whole_site})
         assert again.status_code == 200 and again.json()["scope"] is None
+        assert again.json()["changed"] is changed
         assert httpx.get(f"{admin_gateway.url}/echo/catalogue").status_code == 503
-    history = admin.get("/maintenance/history", params={"limit": 3}).json()["changes"]
-    assert history[2]["new"]["scope"] == ["/echo/checkout/", "/echo/payments/"]
+    history = admin.get("/maintenance/history", params={"limit": 2}).json()["changes"]
+    assert history[1]["new"]["scope"] == ["/echo/checkout/", "/echo/payments/"] and history[0]["new"]["scope"] is None
 
 
 @pytest.mark.parametrize(
@@ -720,3 +730,90 @@ def test_the_status_feed_is_public_and_listed(admin_gateway: Gateway) -> None:
     document = httpx.get(f"{admin_gateway.url}/_gateway/openapi.json").json()
     assert set(document["paths"]["/_gateway/status"]) == {"get"}
     assert set(document["components"]["schemas"]["StatusFeed"]["required"]) == set(response.json())
+
+
+def iso(moment: float) -> str:
+    """``moment`` as the ISO-8601 UTC text the API takes, to the millisecond."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment % 1 * 1000):03d}Z"
+
+
+def newest_change(admin: httpx.Client) -> dict:
+    return admin.get("/maintenance/history", params={"limit": 1}).json()["changes"][0]
+
+
+def test_turning_off_while_off_writes_nothing_and_says_so(admin: httpx.Client, admin_gateway: Gateway) -> None:
+    admin.put("/maintenance", json={"message": "about to end"})
+    first = admin.delete("/maintenance", params={"reason": "done"})
+    assert first.status_code == 200 and first.json()["changed"] is True and first.json()["replaced"] is None
+    version = first.json()["version"]
+    last_record = newest_change(admin)
+    again = admin.delete("/maintenance", params={"reason": "done again"})
+    assert again.status_code == 200, again.text
+    answer = again.json()
+    assert answer["changed"] is False and answer["replaced"] is None
+    assert answer["enabled"] is False and answer["version"] == version and again.headers["etag"] == f'"{version}"'
+    assert answer["reason"] == "done"  # the stored state, untouched
+    put_off = admin.put("/maintenance", json={"enabled": False, "reason": "and again"})
+    assert put_off.json()["changed"] is False and put_off.json()["version"] == version
+    assert newest_change(admin) == last_record
+    assert admin_gateway.store.read().version == version
+
+
+def test_a_second_window_over_an_upcoming_one_says_what_it_replaced(admin: httpx.Client, admin_gateway: Gateway) -> None:
+    start = time.time() + 3600
+    first = admin.put("/maintenance", json={"starts_at": iso(start), "duration_seconds": 600, "message": "first"})
+    assert first.status_code == 200, first.text
+    first_state = first.json()
+    assert first_state["changed"] is True and first_state["replaced"] is None and first_state["status"] == "upcoming"
+    second_body = {"starts_at": iso(start + 3600), "duration_seconds": 600, "message": "second"}
+    second = admin.put("/maintenance", json=second_body)
+    assert second.status_code == 200, second.text
+    second_state = second.json()
+    assert second_state["changed"] is True and second_state["version"] == first_state["version"] + 1
+    # The operator is told which window the change replaced, described as the state is.
+    described = {key: value for key, value in first_state.items() if key not in ("changed", "replaced")}
+    assert second_state["replaced"] == described
+    record = newest_change(admin)
+    assert record["old"]["message"] == "first" and record["new"]["message"] == "second"
+    # The same window asked for again: nothing is written, nothing replaced.
+    repeated = admin.put("/maintenance", json=second_body)
+    assert repeated.status_code == 200, repeated.text
+    assert repeated.json()["changed"] is False and repeated.json()["replaced"] is None
+    assert repeated.json()["version"] == second_state["version"] and repeated.headers["etag"] == f'"{second_state["version"]}"'
+    assert newest_change(admin) == record
+    assert admin_gateway.store.read().version == second_state["version"]
+
+
+def test_a_new_message_over_an_active_window_replaces_it_and_the_same_one_does_not(admin: httpx.Client) -> None:
+    on = admin.put("/maintenance", json={"message": "Deploying", "reason": "release 10"}).json()
+    same = admin.put("/maintenance", json={"message": "Deploying", "reason": "release 10"})
+    assert same.json()["changed"] is False and same.json()["version"] == on["version"]
+    other = admin.put("/maintenance", json={"message": "Still deploying", "reason": "release 10"}).json()
+    assert other["changed"] is True and other["replaced"]["message"] == "Deploying" and other["replaced"]["status"] == "on"
+    off = admin.delete("/maintenance").json()
+    assert off["changed"] is True and off["replaced"] is None and off["version"] == other["version"] + 1
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
+
+
+def test_a_browser_with_a_wrong_secret_gets_the_form_again(admin: httpx.Client, admin_gateway: Gateway) -> None:
+    url = f"{admin_gateway.url}/_gateway/bypass"
+    browser = {"accept": BROWSER_ACCEPT, "x-forwarded-for": "192.0.2.70"}
+    wrong = httpx.post(url, data={"secret": "not-it"}, headers=browser)
+    assert wrong.status_code == 403
+    assert wrong.headers["content-type"].startswith("text/html") and wrong.headers["cache-control"] == "no-store"
+    assert "<form" in wrong.text and "not the bypass secret" in wrong.text
+    # API clients keep the JSON answer.
+    api = httpx.post(url, data={"secret": "not-it"}, headers={"x-forwarded-for": "192.0.2.71"})
+    assert api.status_code == 403 and api.json()["error"] == "wrong_secret"
+    as_json = httpx.post(url, json={"secret": "not-it"}, headers={"x-forwarded-for": "192.0.2.71", "accept": "application/json"})
+    assert as_json.status_code == 403 and as_json.json()["error"] == "wrong_secret"
+    # Over the failure limit (5): a 429 with Retry-After, as a page for the browser, as JSON for the rest.
+    for _ in range(4):
+        assert httpx.post(url, data={"secret": "not-it"}, headers=browser).status_code == 403
+    locked = httpx.post(url, data={"secret": BYPASS}, headers=browser)
+    assert locked.status_code == 429 and 1 <= int(locked.headers["retry-after"]) <= 60
+    assert locked.headers["content-type"].startswith("text/html") and "<form" in locked.text and "retry in" in locked.text
+    locked_api = httpx.post(url, json={"secret": BYPASS}, headers={"x-forwarded-for": "192.0.2.70"})
+    assert locked_api.status_code == 429 and locked_api.json()["error"] == "too_many_attempts"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Gateway
+from tests.support import PARSERS, Gateway, gateway_for_parser, maintenance_off_after
 
 TOKEN = "t" * 32
 TIMEOUT = 1.0  # the client header, body and send timeouts of these gateways
@@ -21,32 +21,23 @@ TIMEOUT = 1.0  # the client header, body and send timeouts of these gateways
 BOUND = TIMEOUT + 2.0
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+@pytest.fixture(scope="module", params=PARSERS)
 def limits_gateway(request: pytest.FixtureRequest, log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
-    gateway = Gateway(
-        log_dir,
-        raw_upstream,
-        {
-            "GATEWAY_HTTP_PARSER": request.param,
-            "GATEWAY_CLIENT_HEADER_TIMEOUT": str(TIMEOUT),
-            "GATEWAY_CLIENT_BODY_TIMEOUT": str(TIMEOUT),
-            "GATEWAY_CLIENT_SEND_TIMEOUT": str(TIMEOUT),
-            "GATEWAY_ADMIN_TOKENS": "ops:" + TOKEN,
-            "GATEWAY_ADMIN_FAILURE_LIMIT": "0",
-            "GATEWAY_BYPASS_SECRET": "s" * 20,
-        },
-        name=f"gateway-limits-{request.param}",
-    )
-    yield gateway
-    gateway.stop()
+    env = {
+        "GATEWAY_CLIENT_HEADER_TIMEOUT": str(TIMEOUT),
+        "GATEWAY_CLIENT_BODY_TIMEOUT": str(TIMEOUT),
+        "GATEWAY_CLIENT_SEND_TIMEOUT": str(TIMEOUT),
+        "GATEWAY_ADMIN_TOKENS": "ops:" + TOKEN,
+        "GATEWAY_ADMIN_FAILURE_LIMIT": "0",
+        "GATEWAY_BYPASS_SECRET": "s" * 20,
+    }
+    yield from gateway_for_parser(log_dir, raw_upstream, request.param, env, "gateway-limits")
 
 
 @pytest.fixture
 def gateway(limits_gateway: Gateway) -> Iterator[Gateway]:
     """A gateway with short client timeouts, maintenance off at the end of each test."""
-    yield limits_gateway
-    if limits_gateway.store.read().enabled:
-        limits_gateway.turn_off()
+    yield from maintenance_off_after(limits_gateway)
 
 
 def open_fds(gateway: Gateway) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -13,30 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.dockerfile_reader import exec_form, final_stage, instructions
 from tests.support import BIN, ROOT, ServerProcess, base_env, free_port
-
-
-def instructions() -> list[tuple[str, str]]:
-    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    parsed = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            parsed.append((keyword.upper(), rest.strip()))
-    return parsed
-
-
-def final_stage() -> list[tuple[str, str]]:
-    steps = instructions()
-    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
-    return steps[last_from:]
-
-
-def exec_form(rest: str) -> list[str]:
-    value = json.loads(rest)
-    assert isinstance(value, list), f"{rest} is not the exec form"
-    return value
 
 
 def test_multi_stage_slim_non_root() -> None:

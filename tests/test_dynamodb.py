@@ -16,7 +16,7 @@ from gateway.errors import ConflictError, StoreError
 from gateway.state import MaintenanceState, switched_off, switched_on
 from gateway.stores import change_state, open_store
 from gateway.stores.dynamodb import DynamoDBLocation, DynamoDBStore
-from tests.support import BIN, DynamoDBServer, Gateway, base_env, free_port
+from tests.support import BIN, DynamoDBServer, Gateway, assert_gateway_survives, base_env, free_port, wait_for_reads
 
 NOW = time.time
 
@@ -352,7 +352,6 @@ def hostile_table_gateway(log_dir: Path, dynamodb: DynamoDBServer, raw_upstream:
 
 @pytest.mark.parametrize("name", list(HOSTILE_DYNAMODB_ITEMS))
 def test_a_hostile_dynamodb_item_never_breaks_health_the_503_or_status(hostile_table_gateway: tuple[Gateway, str], name: str) -> None:
-    from tests.test_state_and_stores import assert_gateway_survives, wait_for_reads
 
     gateway, url = hostile_table_gateway
     store = open_store(url)

@@ -6,8 +6,7 @@ import hashlib
 import os
 import time
 
-from tests.conftest import FRONT_ORIGIN
-from tests.support import Gateway
+from tests.support import FRONT_ORIGIN, Gateway
 
 
 def test_json_endpoint_with_django_cors(django_gateway: Gateway) -> None:

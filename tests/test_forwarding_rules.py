@@ -22,7 +22,7 @@ from gateway.forwarding import bypass_prefixes, matches_bypass_path, valid_host,
 from gateway.state import switched_off, switched_on
 from gateway.stores import change_state
 from tests.raw_http import RawUpstream, read_head
-from tests.support import CORS_ENV, Gateway
+from tests.support import CORS_ENV, PARSERS, Gateway, gateway_for_parser
 
 BYPASS_SECRET = "s3cret-bypass-value-for-tests"
 
@@ -42,22 +42,15 @@ def set_maintenance(gateway: Gateway, on: bool) -> None:
     raise AssertionError(f"the gateway did not follow maintenance={on} within 5 s")
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+@pytest.fixture(scope="module", params=PARSERS)
 def parser_gateway(request: pytest.FixtureRequest, log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
-    gateway = Gateway(
-        log_dir,
-        raw_upstream,
-        {
-            **CORS_ENV,
-            "GATEWAY_HTTP_PARSER": request.param,
-            "GATEWAY_BYPASS_PATHS": "/webhooks/,/health",
-            "GATEWAY_BYPASS_SECRET": BYPASS_SECRET,
-            "GATEWAY_CLIENT_BODY_TIMEOUT": "2",
-        },
-        name=f"gateway-rules-{request.param}",
-    )
-    yield gateway
-    gateway.stop()
+    env = {
+        **CORS_ENV,
+        "GATEWAY_BYPASS_PATHS": "/webhooks/,/health",
+        "GATEWAY_BYPASS_SECRET": BYPASS_SECRET,
+        "GATEWAY_CLIENT_BODY_TIMEOUT": "2",
+    }
+    yield from gateway_for_parser(log_dir, raw_upstream, request.param, env, "gateway-rules")
 
 
 @pytest.fixture

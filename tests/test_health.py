@@ -1,12 +1,20 @@
-"""Health and readiness, and the container health check command."""
+"""Health and readiness, the container health check command, and the lifespan's end."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import subprocess
 import time
+from typing import Any
 
 import httpx
+import pytest
+
+from gateway.app import Gateway as App
+from gateway.settings import load_settings
+from gateway.stores.memory import MemoryStore
 
 from tests.support import BIN, Gateway, base_env, free_port
 
@@ -108,3 +116,27 @@ def test_healthcheck_command_exit_codes(raw_gateway: Gateway) -> None:
     down = healthcheck(free_port())
     assert down.returncode == 1
     assert "unhealthy" in down.stderr
+
+
+class StoreThatFailsToClose(MemoryStore):
+    def close(self) -> None:
+        raise OSError("the store's connection pool would not close")
+
+
+def test_a_failed_shutdown_is_reported_to_the_server_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    app = App(load_settings({}), store=StoreThatFailsToClose())
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    caplog.set_level(logging.ERROR, logger="gateway")
+    asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))  # type: ignore[arg-type]
+    assert [message["type"] for message in sent] == ["lifespan.startup.complete", "lifespan.shutdown.failed"]
+    assert "would not close" in sent[1]["message"]
+    [record] = [record for record in caplog.records if record.__dict__.get("event") == "shutdown_failed"]
+    assert "would not close" in record.getMessage()

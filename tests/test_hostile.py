@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.raw_http import RawUpstream, read_head
-from tests.support import CORS_ENV, FRONT_ORIGIN, Gateway
+from tests.support import CORS_ENV, FRONT_ORIGIN, PARSERS, Gateway, gateway_for_parser
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -38,22 +38,15 @@ AMBIGUOUS = {
 }
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+@pytest.fixture(scope="module", params=PARSERS)
 def hostile_gateway(request: pytest.FixtureRequest, log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
-    gateway = Gateway(
-        log_dir,
-        raw_upstream,
-        {
-            **CORS_ENV,
-            "GATEWAY_HTTP_PARSER": request.param,
-            "GATEWAY_CLIENT_HEADER_TIMEOUT": "1",
-            "GATEWAY_CLIENT_BODY_TIMEOUT": "1",
-            "GATEWAY_REQUEST_BUFFER_BYTES": "65536",
-        },
-        name=f"gateway-hostile-{request.param}",
-    )
-    yield gateway
-    gateway.stop()
+    env = {
+        **CORS_ENV,
+        "GATEWAY_CLIENT_HEADER_TIMEOUT": "1",
+        "GATEWAY_CLIENT_BODY_TIMEOUT": "1",
+        "GATEWAY_REQUEST_BUFFER_BYTES": "65536",
+    }
+    yield from gateway_for_parser(log_dir, raw_upstream, request.param, env, "gateway-hostile")
 
 
 def exchange(gateway: Gateway, data: bytes, timeout: float = 5.0) -> tuple[bytes, bool]:

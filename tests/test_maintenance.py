@@ -7,8 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import CORS_ENV, FRONT_ORIGIN, OTHER_ORIGIN
-from tests.support import Gateway
+from tests.support import FRONT_ORIGIN, OTHER_ORIGIN, Gateway
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 ANGULAR_ACCEPT = "application/json, text/plain, */*"

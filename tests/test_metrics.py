@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import FRONT_ORIGIN
+from tests.support import FRONT_ORIGIN
 from tests.support import Gateway
 
 

@@ -8,8 +8,7 @@ import pytest
 from gateway.cors import CorsPolicy
 from gateway.negotiation import HTML, JSON, TEXT, Negotiator, choose
 from gateway.settings import load_settings
-from tests.conftest import FRONT_ORIGIN, OTHER_ORIGIN
-from tests.support import Gateway
+from tests.support import FRONT_ORIGIN, OTHER_ORIGIN, Gateway
 
 
 @pytest.mark.parametrize(

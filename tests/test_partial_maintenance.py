@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 
 from gateway.errors import StateError
 from gateway.state import MaintenanceState, parse_scope
-from tests.conftest import CORS_ENV, FRONT_ORIGIN
-from tests.support import Gateway
+from tests.raw_http import exchange_until_close
+from tests.support import CORS_ENV, FRONT_ORIGIN, PARSERS, Gateway, gateway_for_parser
 
 ANGULAR_ACCEPT = "application/json, text/plain, */*"
 NOTICE = "x-maintenance-notice"
@@ -100,22 +99,13 @@ def test_the_notice_is_ascii_whatever_the_scope_holds(raw_gateway: Gateway) -> N
     assert httpx.post(f"{raw_gateway.url}/echo/caf\u00e9/order", timeout=5).status_code == 503
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+@pytest.fixture(scope="module", params=PARSERS)
 def parser_gateway(request: pytest.FixtureRequest, log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
-    gateway = Gateway(log_dir, raw_upstream, {**CORS_ENV, "GATEWAY_HTTP_PARSER": request.param}, name=f"gateway-scope-{request.param}")
-    yield gateway
-    gateway.stop()
+    yield from gateway_for_parser(log_dir, raw_upstream, request.param, CORS_ENV, "gateway-scope")
 
 
 def raw_status(gateway: Gateway, target: bytes) -> int:
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
-        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        reply = b""
-        while b"\r\n" not in reply:
-            data = sock.recv(4096)
-            if not data:
-                break
-            reply += data
+    reply = exchange_until_close(gateway.port, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     return int(reply.split(b" ", 2)[1])
 
 

@@ -9,9 +9,8 @@ import time
 
 import httpx
 
-from tests.conftest import FRONT_ORIGIN
 from tests.raw_http import RawUpstream, read_head
-from tests.support import Gateway, free_port
+from tests.support import CORS_ENV, FRONT_ORIGIN, Gateway, free_port
 
 
 def raw_request(gateway: Gateway, data: bytes, read_until_close: bool = True, timeout: float = 5.0) -> bytes:
@@ -229,7 +228,6 @@ def test_large_upload_and_download_stream_through_without_being_held(log_dir, ra
 
 
 def test_upstream_down_is_a_502_with_cors(log_dir) -> None:
-    from tests.conftest import CORS_ENV
 
     gateway = Gateway(log_dir, f"http://127.0.0.1:{free_port()}", CORS_ENV, name="gateway-no-upstream")
     try:
@@ -330,7 +328,6 @@ def test_idle_upstream_connections_are_retired_after_the_idle_timeout(log_dir, r
 
 
 def test_a_preflight_django_cannot_answer_is_answered_so_the_502_stays_readable(log_dir) -> None:
-    from tests.conftest import CORS_ENV
 
     gateway = Gateway(log_dir, f"http://127.0.0.1:{free_port()}", CORS_ENV, name="gateway-no-upstream-preflight")
     preflight = {"Origin": FRONT_ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}

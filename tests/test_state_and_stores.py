@@ -16,7 +16,7 @@ from gateway.state import MAX_TIME, MAX_VERSION, MIN_TIME, MaintenanceState, for
 from gateway.stores import change_state, open_store, parse_store_url
 from gateway.stores.file import FileStore
 from gateway.stores.memory import MemoryStore
-from tests.support import AWS_ENV, BIN, Gateway, base_env
+from tests.support import BIN, Gateway, assert_gateway_survives, base_env, wait_for_reads
 
 NOW = 1_800_000_000.0
 
@@ -124,6 +124,20 @@ def test_file_store_errors(tmp_path: Path) -> None:
         store.read()
 
 
+def test_file_store_never_creates_directories(tmp_path: Path) -> None:
+    # A mistyped directory would otherwise split the state between two files without a word.
+    missing = tmp_path / "no-such-dir" / "state.json"
+    store = FileStore(str(missing))
+    with pytest.raises(StoreError, match="does not exist"):
+        store.read()
+    with pytest.raises(StoreError) as caught:
+        change_state(store, lambda s: switched_on(s, now=NOW, actor="a"))
+    assert str(missing) in str(caught.value) and "does not exist" in str(caught.value)
+    assert not missing.parent.exists()
+    # A missing file in a directory that exists is the first start: off, version 0.
+    assert FileStore(str(tmp_path / "state.json")).read() == MaintenanceState()
+
+
 def _race(path: str, results) -> None:  # runs in another process
     store = FileStore(path)
     current = store.read()
@@ -206,44 +220,6 @@ HOSTILE_ITEMS = {
     "not an object": "[1, 2, 3]",
     "deep": "[" * 30_000 + "]" * 30_000,
 }
-
-
-def assert_gateway_survives(gateway: Gateway, store_url: str, commands: tuple[tuple[str, ...], ...] = (("status",), ("status", "--json"))) -> None:
-    """Health (public and detailed), the 503 in all three variants and the ``status`` CLI all answer."""
-    import httpx
-
-    public = httpx.get(f"{gateway.url}/_gateway/health", timeout=5)
-    assert public.status_code == 200, public.text
-    detailed = httpx.get(f"{gateway.url}/_gateway/health", headers=gateway.admin_headers, timeout=5)
-    assert detailed.status_code == 200, detailed.text
-    for accept in ("application/json", "text/html", "text/plain"):
-        answer = httpx.get(f"{gateway.url}/echo", headers={"Accept": accept}, timeout=5)
-        assert answer.status_code in (200, 503), (accept, answer.status_code, answer.text)
-        answer.content.decode("utf-8")
-    for args in commands:
-        result = subprocess.run(
-            [str(BIN / "maintenance-gateway"), *args],
-            env={**base_env(), **AWS_ENV, "GATEWAY_STORE": store_url},
-            capture_output=True,
-            timeout=30,
-        )
-        # Either the state (repaired), or a clear refusal naming the field: never a traceback.
-        assert b"Traceback" not in result.stderr, result.stderr
-        assert result.returncode == 0 or b"store error" in result.stderr, (result.returncode, result.stderr)
-        result.stdout.decode("utf-8")
-
-
-def wait_for_reads(gateway: Gateway, reads: int = 2) -> None:
-    """Until the gateway has read the store ``reads`` more times (so at least once since a write)."""
-    import httpx
-
-    def count() -> int:
-        return int(httpx.get(f"{gateway.url}/_gateway/health", headers=gateway.admin_headers, timeout=5).json()["store"]["reads"])
-
-    target = count() + reads
-    deadline = time.monotonic() + 5
-    while count() < target and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CORS_ENV, FRONT_ORIGIN, OTHER_ORIGIN
-from tests.support import Gateway
+from tests.support import CORS_ENV, FRONT_ORIGIN, OTHER_ORIGIN, PARSERS, Gateway, gateway_for_parser
 
 FEED_KEYS = {"maintenance", "mode", "scope", "message", "starts_at", "ends_at", "upcoming", "retry_after"}
 ANGULAR_ACCEPT = "application/json, text/plain, */*"
@@ -169,11 +168,9 @@ def test_an_ended_window_reads_as_no_maintenance(raw_gateway: Gateway) -> None:
     }
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+@pytest.fixture(scope="module", params=PARSERS)
 def parser_gateway(request: pytest.FixtureRequest, log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
-    gateway = Gateway(log_dir, raw_upstream, {**CORS_ENV, "GATEWAY_HTTP_PARSER": request.param}, name=f"gateway-feed-{request.param}")
-    yield gateway
-    gateway.stop()
+    yield from gateway_for_parser(log_dir, raw_upstream, request.param, CORS_ENV, "gateway-feed")
 
 
 def _read_answer(sock: socket.socket, buffer: bytes) -> tuple[bytes, bytes, bytes]:

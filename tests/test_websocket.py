@@ -17,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.frames import CloseCode
 
 from gateway.websocket import MAX_CLOSE_REASON_BYTES, close_reason, maintenance_reason
-from tests.support import CORS_ENV, Gateway
+from tests.support import CORS_ENV, PARSERS, Gateway, gateway_for_parser, maintenance_off_after
 from tests.websocket_support import (
     BROWSER_ORIGIN,
     closed_with,
@@ -37,29 +37,20 @@ def ws_upstream(log_dir: Path) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+@pytest.fixture(scope="module", params=PARSERS)
 def ws_gateway(request: pytest.FixtureRequest, log_dir: Path, ws_upstream: str) -> Iterator[Gateway]:
-    gateway = Gateway(
-        log_dir,
-        ws_upstream,
-        {
-            **CORS_ENV,
-            "GATEWAY_HTTP_PARSER": request.param,
-            "GATEWAY_BYPASS_SECRET": BYPASS_SECRET,
-            "GATEWAY_BYPASS_PATHS": "/feeds/public",
-            "GATEWAY_RETRY_AFTER": "120",
-        },
-        name=f"gateway-ws-{request.param}",
-    )
-    yield gateway
-    gateway.stop()
+    env = {
+        **CORS_ENV,
+        "GATEWAY_BYPASS_SECRET": BYPASS_SECRET,
+        "GATEWAY_BYPASS_PATHS": "/feeds/public",
+        "GATEWAY_RETRY_AFTER": "120",
+    }
+    yield from gateway_for_parser(log_dir, ws_upstream, request.param, env, "gateway-ws")
 
 
 @pytest.fixture
 def gateway(ws_gateway: Gateway) -> Iterator[Gateway]:
-    yield ws_gateway
-    if ws_gateway.store.read().enabled:
-        ws_gateway.turn_off()
+    yield from maintenance_off_after(ws_gateway)
 
 
 # --- pass-through -------------------------------------------------------------------------------
@@ -79,7 +70,7 @@ def test_the_handshake_is_forwarded_like_a_request(gateway: Gateway) -> None:
         "/room/a%2Fb?x=1&y=%20",
         subprotocols=["chat.v1", "chat.v2"],
         additional_headers={
-            "Cookie": f"session=abc; maintenance_bypass=nope; theme=dark",
+            "Cookie": "session=abc; maintenance_bypass=nope; theme=dark",
             "X-Maintenance-Bypass": "not-the-secret",
             "X-Custom": "kept",
             "Keep-Alive": "timeout=5",

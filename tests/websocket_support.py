@@ -11,27 +11,15 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support import BIN, DJANGO_DIR, ROOT, ServerProcess, base_env, free_port
+from tests.support import BIN, DJANGO_DIR, ServerProcess, base_env, free_port, start_test_app
 
 BROWSER_ORIGIN = "http://localhost:4200"
 
 
 def start_websocket_upstream(log_dir: Path, name: str = "websocket-upstream") -> tuple[ServerProcess, str]:
-    port = free_port()
-    server = ServerProcess(
-        name,
-        [
-            str(BIN / "uvicorn"), "websocket_upstream:app", "--port", str(port), "--log-level", "warning",
-            "--no-access-log", "--no-proxy-headers", "--ws-max-size", str(32 << 20),
-            # A socket whose handler never reads (the silent one) must not hold up the stop.
-            "--timeout-graceful-shutdown", "1",
-        ],
-        {**base_env(), "PYTHONPATH": str(ROOT / "tests")},
-        ROOT / "tests",
-        log_dir,
-    )
-    server.wait_for_port(port)
-    return server, f"http://127.0.0.1:{port}"
+    # A socket whose handler never reads (the silent one) must not hold up the stop.
+    extra = ("--ws-max-size", str(32 << 20), "--timeout-graceful-shutdown", "1")
+    return start_test_app(log_dir, "websocket_upstream:app", name, extra)
 
 
 def start_django_asgi(log_dir: Path, allowed_origins: str, name: str = "django-asgi") -> tuple[ServerProcess, str]:

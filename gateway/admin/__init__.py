@@ -1,2 +1,3 @@
 """The operators' side of the gateway, off the request path: the admin API's routes, the
-rules for a change of state, the token check, and the API's OpenAPI document."""
+small context they are given (never the gateway itself), the rules for a change of state and
+how one is applied, the token check, and the API's OpenAPI document."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import unicodedata
@@ -93,7 +94,9 @@ def _time(body: dict[str, Any], field: str) -> float | None:
 
 
 def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, actor: str) -> MaintenanceState:
-    """The state a PUT asks for, built on ``current`` (its version + 1)."""
+    """The state a PUT asks for, built on ``current`` (its version + 1); ``current`` itself when
+    the request asks for what is already stored (an off while off, or an on that would store
+    the same state but for who, when and the version), so a repeated command writes nothing."""
     enabled = body.get("enabled", True)
     if not isinstance(enabled, bool):
         raise invalid("enabled", "expected true or false")
@@ -103,7 +106,7 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
         ignored = [field for field in FIELDS if field not in OFF_FIELDS and body.get(field) is not None]
         if ignored:
             raise invalid(ignored[0], "has no meaning when turning maintenance off (\"enabled\": false)")
-        return switched_off(current, now=now, actor=actor, reason=reason)
+        return current if not current.enabled else switched_off(current, now=now, actor=actor, reason=reason)
     try:
         mode = parse_mode(body.get("mode", "full"))
     except StateError as exc:
@@ -127,7 +130,7 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
         ends_at = (starts_at if starts_at is not None else now) + duration
     # switched_on and the state itself refuse an end in the past or before the start.
     try:
-        return switched_on(
+        wanted = switched_on(
             current,
             now=now,
             actor=actor,
@@ -140,6 +143,23 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
         )
     except StateError as exc:
         raise invalid(exc.field, exc.reason) from None
+    return current if same_state(current, wanted) else wanted
+
+
+def same_state(stored: MaintenanceState, wanted: MaintenanceState) -> bool:
+    """Whether ``wanted`` says what ``stored`` says: equal but for who wrote it, when, and the version."""
+    return dataclasses.replace(wanted, updated_at=stored.updated_at, updated_by=stored.updated_by, version=stored.version) == stored
+
+
+def replaced_window(old: MaintenanceState, new: MaintenanceState, now: float) -> MaintenanceState | None:
+    """``old`` when the change to ``new`` replaced a maintenance window that was on at ``now``
+    (active or upcoming) with a different one, so the operator is told what is gone (a second
+    scheduled window over an upcoming one would otherwise vanish unseen); else None. Turning
+    maintenance off replaces nothing: that is what the request says."""
+    was_on = old.active(now) or old.upcoming(now)
+    if not was_on or not new.enabled or new is old or same_state(old, new):
+        return None
+    return old
 
 
 def parse_if_match(value: str | None) -> int | None:

@@ -6,37 +6,40 @@ load balancer and a front end need, the details need an admin token, as metrics
 do. ``/ready`` says whether this task can serve. ``/maintenance`` reads and
 changes the state (bearer tokens, ETag and If-Match on the version), ``/bypass``
 trades the bypass secret for a cookie.
-Every refusal is a JSON 4xx naming what is wrong; none is a 500.
+Every refusal is a JSON 4xx naming what is wrong (a browser posting the bypass form gets
+the form again with the reason); none is a 500. The app sees only an ``AdminContext``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import os
 import time
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route, Router
 
-from gateway.admin.changes import MAX_BODY_BYTES, next_state, parse_if_match, parse_json_body, whole_number
 from gateway.admin.auth import TokenAuth
+from gateway.admin.changes import MAX_BODY_BYTES, next_state, parse_if_match, parse_json_body, whole_number
+from gateway.admin.context import AdminContext
+from gateway.admin.state_changes import ChangeOutcome
 from gateway.bypass import COOKIE_NAME
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.http import NO_STORE_FIELDS
 from gateway.errors import ConflictError, RequestError, StoreError
 from gateway.metrics import render as render_metrics
+from gateway.negotiation import HTML, choose
+from gateway.refresher import StateHolder
 from gateway.state import format_time, safe_text
-from gateway.stores import call_off_loop
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 logger = logging.getLogger("gateway.admin")
 
@@ -60,15 +63,26 @@ class SafeJSONResponse(JSONResponse):
 BYPASS_FORM = """<!doctype html>
 <meta charset="utf-8"><meta name="robots" content="noindex"><title>Maintenance bypass</title>
 <form method="post" style="font-family:system-ui;max-width:24rem;margin:4rem auto">
-<p>Enter the bypass secret to use the site while it is in maintenance.</p>
+<p>Enter the bypass secret to use the site while it is in maintenance.</p>{error}
 <input type="password" name="secret" autocomplete="off" required style="width:100%">
 <button type="submit">Let me in</button></form>
 """
 
 
-def public_health_payload(gateway: Gateway) -> dict[str, Any]:
+def bypass_page(error: str | None = None) -> str:
+    """The bypass form, with a line saying why the last attempt was refused, if one was."""
+    line = "" if error is None else f'\n<p role="alert" style="color:#b00020">{html.escape(error)}</p>'
+    return BYPASS_FORM.format(error=line)
+
+
+def wants_html(request: Request) -> bool:
+    """Whether the client is a browser (its Accept prefers text/html, as a form post's does)."""
+    accept = request.headers.get("accept")
+    return accept is not None and choose(accept.encode("latin-1")) == HTML
+
+
+def public_health_payload(holder: StateHolder) -> dict[str, Any]:
     """What anyone may read: what a load balancer and a front end need, nothing the 503 does not say."""
-    holder = gateway.holder
     now = time.time()
     state = holder.state
     return {
@@ -80,17 +94,17 @@ def public_health_payload(gateway: Gateway) -> dict[str, Any]:
     }
 
 
-def health_payload(gateway: Gateway) -> dict[str, Any]:
+def health_payload(context: AdminContext) -> dict[str, Any]:
     """The details for operators (an admin token): the state, the store, this process."""
-    holder = gateway.holder
+    holder = context.holder
     now = time.time()
     state = holder.state
     age = holder.age()
     return {
-        **public_health_payload(gateway),
+        **public_health_payload(holder),
         "state": state.describe(now) if holder.loaded else None,
         "store": {
-            "kind": gateway.store.description,
+            "kind": context.store_description,
             "status": holder.store_status(),
             "failures": holder.failures,
             "reads": holder.reads,
@@ -137,8 +151,8 @@ async def read_body(request: Request, timeout: float, limit: int = MAX_BODY_BYTE
 class UpstreamProbe:
     """The gateway's upstream probe, its answer cached briefly and shared by concurrent callers."""
 
-    def __init__(self, gateway: Gateway, ttl: float = READY_PROBE_CACHE_SECONDS) -> None:
-        self.gateway = gateway
+    def __init__(self, probe: Callable[[], Awaitable[str | None]], ttl: float = READY_PROBE_CACHE_SECONDS) -> None:
+        self.probe = probe
         self.ttl = ttl
         self._lock = asyncio.Lock()
         self._checked_at: float | None = None
@@ -148,23 +162,22 @@ class UpstreamProbe:
         """None when the upstream accepts a connection, else why not (at most ``ttl`` old)."""
         async with self._lock:  # callers during a probe wait for its answer instead of probing too
             if self._checked_at is None or time.monotonic() - self._checked_at >= self.ttl:
-                self._result = await self.gateway.probe_upstream()
+                self._result = await self.probe()
                 self._checked_at = time.monotonic()
             return self._result
 
 
 class AdminAPI:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        settings = gateway.settings
-        self.auth = TokenAuth(settings.admin_tokens)
-        self.limiter = gateway.failure_limiter
-        self.bypass = gateway.bypass
-        self.body_timeout = settings.client_body_timeout
+    def __init__(self, context: AdminContext) -> None:
+        self.context = context
+        self.auth = TokenAuth(context.admin_tokens)
+        self.limiter = context.failure_limiter
+        self.bypass = context.bypass
+        self.body_timeout = context.body_timeout
         self.openapi = resources.files("gateway.admin").joinpath("openapi.json").read_bytes()
 
     def client_ip(self, request: Request) -> str:
-        return self.gateway.trusted.client_address(request.scope)
+        return self.context.trusted.client_address(request.scope)
 
     def _check_rate(self, client: str) -> None:
         wait = self.limiter.retry_after(client)
@@ -190,13 +203,19 @@ class AdminAPI:
     def has_credentials(self, request: Request) -> bool:
         return self.auth.enabled and "authorization" in request.headers
 
-    def state_response(self, status: int = 200) -> JSONResponse:
-        state = self.gateway.holder.state
-        return SafeJSONResponse(
-            state.describe(time.time()),
-            status_code=status,
-            headers={**NO_STORE_FIELDS, "etag": f'"{state.version}"'},
-        )
+    def state_response(self) -> JSONResponse:
+        state = self.context.holder.state
+        return SafeJSONResponse(state.describe(time.time()), headers={**NO_STORE_FIELDS, "etag": f'"{state.version}"'})
+
+    def change_response(self, outcome: ChangeOutcome) -> JSONResponse:
+        """The state the change left (as GET describes it), whether it wrote anything, and the
+        window it replaced, if any: a repeated command tells the operator it did nothing."""
+        now = time.time()
+        state = outcome.new
+        answer = state.describe(now)
+        answer["changed"] = outcome.changed
+        answer["replaced"] = outcome.replaced.describe(now) if outcome.replaced is not None else None
+        return SafeJSONResponse(answer, headers={**NO_STORE_FIELDS, "etag": f'"{state.version}"'})
 
     async def get_maintenance(self, request: Request) -> Response:
         self.authorize(request)
@@ -205,43 +224,50 @@ class AdminAPI:
     async def put_maintenance(self, request: Request) -> Response:
         name, client = self.authorize(request)
         body = parse_json_body(await read_body(request, self.body_timeout), request.headers.get("content-type"))
+        return await self._change(request, body, name, client)
+
+    async def delete_maintenance(self, request: Request) -> Response:
+        name, client = self.authorize(request)
+        reason = request.query_params.get("reason", "")[:500]
+        return await self._change(request, {"enabled": False, "reason": reason}, name, client)
+
+    async def _change(self, request: Request, body: dict[str, Any], name: str, client: str) -> Response:
         expected = parse_if_match(request.headers.get("if-match"))
-        await self.gateway.change_state(
+        outcome = await self.context.change_state(
             lambda current: next_state(current, body, now=time.time(), actor=f"{name} via admin API"),
             expected=expected,
             token_name=name,
             client=client,
         )
-        return self.state_response()
-
-    async def delete_maintenance(self, request: Request) -> Response:
-        name, client = self.authorize(request)
-        expected = parse_if_match(request.headers.get("if-match"))
-        reason = request.query_params.get("reason", "")[:500]
-        await self.gateway.change_state(
-            lambda current: next_state(current, {"enabled": False, "reason": reason}, now=time.time(), actor=f"{name} via admin API"),
-            expected=expected,
-            token_name=name,
-            client=client,
-        )
-        return self.state_response()
+        return self.change_response(outcome)
 
     async def get_history(self, request: Request) -> Response:
         self.authorize(request)
         limit = whole_number(request.query_params.get("limit", "20"), MAX_HISTORY_LIMIT)
         if limit is None or limit < 1:
             raise RequestError(400, "invalid_field", f"limit: expected a whole number from 1 to {MAX_HISTORY_LIMIT}", "limit")
-        records = await call_off_loop(self.gateway.store.history, limit)
+        records = await self.context.read_history(limit)
         return SafeJSONResponse({"changes": records}, headers=NO_STORE_FIELDS)
 
     async def bypass_form(self, request: Request) -> Response:
         if not self.bypass.enabled:
             raise RequestError(404, "not_found", "bypass is off (GATEWAY_BYPASS_SECRET is empty)")
-        return HTMLResponse(BYPASS_FORM, headers=NO_STORE_FIELDS)
+        return HTMLResponse(bypass_page(), headers=NO_STORE_FIELDS)
 
     async def bypass_login(self, request: Request) -> Response:
         if not self.bypass.enabled:
             raise RequestError(404, "not_found", "bypass is off (GATEWAY_BYPASS_SECRET is empty)")
+        try:
+            return await self._bypass_login(request)
+        except RequestError as error:
+            if not wants_html(request):
+                raise
+            # A browser that posted the form gets it again with the reason, not a page of JSON;
+            # the status (and Retry-After) stay what an API client gets.
+            headers = {**NO_STORE_FIELDS, **error.headers}
+            return HTMLResponse(bypass_page(error.message), status_code=error.status, headers=headers)
+
+    async def _bypass_login(self, request: Request) -> Response:
         client = self.client_ip(request)
         self._check_rate(client)
         try:
@@ -279,7 +305,7 @@ class AdminAPI:
         if request.url.scheme == "https":
             return True
         peer = request.client.host if request.client else ""
-        return self.gateway.trusted.trusts(peer) and request.headers.get("x-forwarded-proto", "").lower() == "https"
+        return self.context.trusted.trusts(peer) and request.headers.get("x-forwarded-proto", "").lower() == "https"
 
     async def _presented_secret(self, request: Request) -> tuple[bytes | None, bool, str]:
         header = request.headers.get(BYPASS_HEADER.decode())
@@ -327,24 +353,24 @@ def safe_next_path(candidate: str) -> str:
     return candidate
 
 
-def build_admin_app(gateway: Gateway) -> Starlette:
-    prefix = gateway.settings.admin_prefix
-    api = AdminAPI(gateway)
-    probe = UpstreamProbe(gateway)
+def build_admin_app(context: AdminContext) -> Starlette:
+    """The admin endpoints, mounted once under ``context.prefix``."""
+    api = AdminAPI(context)
+    probe = UpstreamProbe(context.probe_upstream)
+    holder = context.holder
 
     async def health(request: Request) -> JSONResponse:
         # No credentials: the public view (load balancers, front ends). Credentials are checked
         # like any admin call (a wrong token is a 401 and counts toward the failure limit),
         # so health cannot serve as a token oracle without a limit.
         if not api.has_credentials(request):
-            return SafeJSONResponse(public_health_payload(gateway), headers=NO_STORE_FIELDS)
+            return SafeJSONResponse(public_health_payload(holder), headers=NO_STORE_FIELDS)
         api.authorize(request)
-        return SafeJSONResponse(health_payload(gateway), headers=NO_STORE_FIELDS)
+        return SafeJSONResponse(health_payload(context), headers=NO_STORE_FIELDS)
 
     async def ready(request: Request) -> JSONResponse:
         problems = []
-        holder = gateway.holder
-        if not holder.loaded and gateway.settings.fail_mode == "closed":
+        if not holder.loaded and context.fail_closed:
             problems.append("the maintenance state has not been read yet (fail-closed)")
         upstream_error = await probe.problem()
         if upstream_error:
@@ -352,28 +378,23 @@ def build_admin_app(gateway: Gateway) -> Starlette:
         payload = {"ready": not problems, "problems": problems, "store": holder.store_status()}
         return SafeJSONResponse(payload, status_code=503 if problems else 200, headers=NO_STORE_FIELDS)
 
+    def gauges() -> dict[str, float | None]:
+        now = time.time()
+        state = holder.state
+        active = state.active(now)
+        return {
+            "gateway_maintenance_active": float(active),
+            "gateway_maintenance_read_only": float(active and state.mode == "read-only"),
+            "gateway_maintenance_upcoming": float(state.upcoming(now)),
+            "gateway_state_version": float(state.version),
+            "gateway_state_age_seconds": holder.age(),
+            "gateway_store_stale": float(holder.failures > 0),
+            **context.gauges(),
+        }
+
     async def metrics(request: Request) -> Response:
         api.authorize(request)
-        holder = gateway.holder
-
-        def gauges() -> dict[str, float | None]:
-            now = time.time()
-            state = holder.state
-            active = state.active(now)
-            return {
-                "gateway_maintenance_active": float(active),
-                "gateway_maintenance_read_only": float(active and state.mode == "read-only"),
-                "gateway_maintenance_upcoming": float(state.upcoming(now)),
-                "gateway_state_version": float(state.version),
-                "gateway_state_age_seconds": holder.age(),
-                "gateway_store_stale": float(holder.failures > 0),
-                # Requests to the gateway's own endpoints, this scrape included, are not counted.
-                "gateway_in_flight_requests": float(gateway.in_flight),
-                "gateway_upstream_connections_open": float(gateway.pool.open_count),
-                "gateway_upstream_connections_idle": float(gateway.pool.idle_count),
-            }
-
-        text = render_metrics(gateway.metrics, gauges, holder.errors, holder.reads)
+        text = render_metrics(context.metrics, gauges, holder.errors, holder.reads)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8", headers=NO_STORE_FIELDS)
 
     async def refused(request: Request, exc: Exception) -> Response:
@@ -393,23 +414,31 @@ def build_admin_app(gateway: Gateway) -> Starlette:
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
         return error_response(RequestError(405, "method_not_allowed", f"{request.method} is not allowed here"))
 
-    app = Starlette(
+    endpoints = Router(
         routes=[
-            Route(f"{prefix}/health", health, methods=["GET", "HEAD"]),
-            Route(f"{prefix}/ready", ready, methods=["GET", "HEAD"]),
-            Route(f"{prefix}/metrics", metrics, methods=["GET"]),
-            Route(f"{prefix}/maintenance", api.get_maintenance, methods=["GET", "HEAD"]),
-            Route(f"{prefix}/maintenance", api.put_maintenance, methods=["PUT"]),
-            Route(f"{prefix}/maintenance", api.delete_maintenance, methods=["DELETE"]),
-            Route(f"{prefix}/maintenance/history", api.get_history, methods=["GET"]),
-            Route(f"{prefix}/bypass", api.bypass_form, methods=["GET"]),
-            Route(f"{prefix}/bypass", api.bypass_login, methods=["POST"]),
-            Route(f"{prefix}/bypass", api.bypass_logout, methods=["DELETE"]),
-            Route(f"{prefix}/openapi.json", api.openapi_document, methods=["GET"]),
-            # The app answers this path before these routes (raw ASGI, polled by browsers); the
-            # route keeps it listed beside the others.
-            Route(f"{prefix}/status", gateway.status_feed, methods=["GET", "HEAD"]),
+            Route("/health", health, methods=["GET", "HEAD"]),
+            Route("/ready", ready, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/maintenance", api.get_maintenance, methods=["GET", "HEAD"]),
+            Route("/maintenance", api.put_maintenance, methods=["PUT"]),
+            Route("/maintenance", api.delete_maintenance, methods=["DELETE"]),
+            Route("/maintenance/history", api.get_history, methods=["GET"]),
+            Route("/bypass", api.bypass_form, methods=["GET"]),
+            Route("/bypass", api.bypass_login, methods=["POST"]),
+            Route("/bypass", api.bypass_logout, methods=["DELETE"]),
+            Route("/openapi.json", api.openapi_document, methods=["GET"]),
+            # The gateway answers this path before these routes (raw ASGI, polled by browsers);
+            # the route keeps it listed beside the others.
+            Route("/status", context.status_feed, methods=["GET", "HEAD"]),
         ],
+        # Starlette would answer /maintenance/ with a redirect built from the request's Host
+        # header (an attacker's name in Location); a JSON 404 is the answer instead. Both
+        # routers are told: the mount's own one, and the outer one (which would send the
+        # prefix itself to the prefix plus a slash).
+        redirect_slashes=False,
+    )
+    app = Starlette(
+        routes=[Mount(context.prefix, app=endpoints)],
         exception_handlers={
             RequestError: refused,
             StoreError: store_failed,
@@ -417,7 +446,5 @@ def build_admin_app(gateway: Gateway) -> Starlette:
             405: method_not_allowed,
         },
     )
-    # Starlette would answer /maintenance/ with a redirect built from the request's Host
-    # header (an attacker's name in Location); a JSON 404 is the answer instead.
     app.router.redirect_slashes = False
     return app

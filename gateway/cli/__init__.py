@@ -1,2 +1,2 @@
-"""The ``maintenance-gateway`` command: its subcommands and the client for a running
-gateway's admin API."""
+"""The ``maintenance-gateway`` command: its grammar (parser, arguments), its subcommands (commands),
+what they print (output), and the way to a running gateway (client, waiting)."""

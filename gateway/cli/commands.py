@@ -3,76 +3,40 @@
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import getpass
 import json
-import re
+import os
 import socket
 import sys
 import time
-import unicodedata
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from gateway.admin.changes import next_state
-from gateway.cli.client import AdminClient
-from gateway.errors import AdminError, ConfigError, ConflictError, GatewayUnreachable, RequestError, StateError, StoreError
-from gateway.settings import FIELDS, Settings, load_settings
-from gateway.state import MAX_TIME, MODES, MaintenanceState, format_time, parse_scope, parse_time, safe_text
-from gateway.stores import change_state, open_store
-
-EXIT_OK = 0
-EXIT_FAILURE = 1  # health check failed, or a store/gateway error
-EXIT_USAGE = 2  # argparse's own
-EXIT_CONFLICT = 4  # someone else changed the state first
-EXIT_AUTH = 5  # the gateway refused the token (or its admin API is off)
-EXIT_UNREACHABLE = 6  # no answer from the gateway
-EXIT_CONFIG = ConfigError.exit_code
-
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``30m``, ``2h``, ``1h30m``, ``1d`` as seconds."""
-    value = text.strip().lower()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        match = _DURATION.fullmatch(value)
-        if not value or match is None:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 90s, 30m, 2h, 1h30m)")
-        days, hours, minutes, secs = (int(part or 0) for part in match.groups())
-        seconds = float(days * 86400 + hours * 3600 + minutes * 60 + secs)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("a duration must be longer than zero")
-    return seconds
-
-
-def parse_moment(text: str) -> float:
-    """An ISO-8601 time with a zone, or ``+DURATION`` from now."""
-    if text.startswith("+"):
-        later = time.time() + parse_duration(text[1:])
-        if not later <= MAX_TIME:  # also infinity; format_time could not write it
-            raise argparse.ArgumentTypeError(f"{ascii(text[:64])} ends after 9999-12-31T23:59:59Z")
-        return later
-    try:
-        moment = parse_time("time", text)
-    except StateError as exc:
-        raise argparse.ArgumentTypeError(exc.reason) from None
-    assert moment is not None
-    return moment
-
-
-def parse_paths(text: str) -> tuple[str, ...]:
-    """``/api/checkout/,/api/payments/``: the path prefixes of a partial maintenance."""
-    try:
-        scope = parse_scope([part.strip() for part in text.split(",") if part.strip()])
-    except StateError as exc:
-        raise argparse.ArgumentTypeError(exc.reason) from None
-    if scope is None:
-        raise argparse.ArgumentTypeError("expected path prefixes such as /api/checkout/,/api/payments/")
-    return scope
+from gateway.admin.changes import next_state, replaced_window
+from gateway.cli.client import AdminClient, admin_base_url
+from gateway.cli.output import describe_replaced, describe_state, describe_unchanged, history_line
+from gateway.cli.parser import (
+    EXIT_AUTH,
+    EXIT_BROKEN_PIPE,
+    EXIT_CONFIG,
+    EXIT_CONFLICT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    build_parser,
+    joined_negative_values,
+    settings_overrides,
+)
+from gateway.cli.arguments import seconds_text
+from gateway.cli.waiting import CONFIRMATIONS, wait_until_served
+from gateway.errors import AdminError, ConfigError, ConflictError, GatewayError, GatewayUnreachable, RequestError, StateError, StoreError
+from gateway.settings import Settings, load_settings
+from gateway.state import MaintenanceState, format_time, safe_text
+from gateway.stores import apply_change, open_store
 
 
 def actor() -> str:
@@ -83,81 +47,117 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()} (cli)"
 
 
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("settings (each overrides its GATEWAY_* variable)")
-    for field in FIELDS:
-        group.add_argument(field.flag, dest=f"setting_{field.name}", metavar="VALUE", help=f"{field.help} [{field.env}]")
+def local_gateway_url(settings: Settings) -> str:
+    """The admin endpoints of the gateway this host runs (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_ADMIN_PREFIX)."""
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}{settings.admin_prefix}"
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        name.removeprefix("setting_"): value
-        for name, value in vars(args).items()
-        if name.startswith("setting_") and value is not None
-    }
-    return load_settings(overrides=overrides)
+def remote(args: argparse.Namespace) -> AdminClient | None:
+    """The admin client when --url (or GATEWAY_ADMIN_URL) is given, else None (the store directly)."""
+    url = args.url
+    if url is None and os.environ.get("GATEWAY_ADMIN_URL"):
+        try:
+            url = admin_base_url(os.environ["GATEWAY_ADMIN_URL"])
+        except ValueError as exc:
+            raise ConfigError("GATEWAY_ADMIN_URL", os.environ["GATEWAY_ADMIN_URL"], str(exc)) from None
+    if not url:
+        return None
+    token = args.token or os.environ.get("GATEWAY_ADMIN_TOKEN")
+    if not token:
+        raise RequestError(400, "usage", "--url needs --token (or GATEWAY_ADMIN_TOKEN)")
+    return AdminClient(url, token)
 
 
-def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("through a running gateway instead of the store")
-    group.add_argument("--url", default=os.environ.get("GATEWAY_ADMIN_URL"), help="the gateway, e.g. http://127.0.0.1:8080 [GATEWAY_ADMIN_URL]")
-    group.add_argument("--token", default=os.environ.get("GATEWAY_ADMIN_TOKEN"), help="an admin token [GATEWAY_ADMIN_TOKEN]")
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """What a change did: the state now, whether anything was written, and the window it
+    replaced with its status then (``on`` or ``upcoming``), if any."""
+
+    state: MaintenanceState
+    changed: bool
+    replaced: tuple[MaintenanceState, str] | None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="maintenance-gateway",
-        description="A maintenance switch for Django: forward to the app or answer a CORS-readable 503.",
+def change_through(client: AdminClient, body: dict[str, object]) -> Change:
+    answer = client.set(body)
+    replaced = answer.get("replaced")
+    return Change(
+        MaintenanceState.from_item(answer),
+        answer.get("changed") is not False,
+        (MaintenanceState.from_item(replaced), str(replaced.get("status"))) if isinstance(replaced, dict) else None,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the gateway")
-    _add_settings_flags(serve)
 
-    check = commands.add_parser("check-config", help="validate the settings and print them, secrets masked")
-    check.add_argument("--json", action="store_true", help="print JSON")
-    _add_settings_flags(check)
+def change_in_store(settings: Settings, body: dict[str, object]) -> Change:
+    """The change ``body`` asks for, built by ``next_state`` as the admin API builds it, written to the store."""
+    old, new = apply_change(open_store(settings.store), lambda current: next_state(current, body, now=time.time(), actor=actor()))
+    if new is old:
+        return Change(new, False, None)
+    now = new.updated_at if new.updated_at is not None else time.time()
+    window = replaced_window(old, new, now)
+    return Change(new, True, None if window is None else (window, window.status(now)))
 
-    on = commands.add_parser("on", help="turn maintenance on")
-    on.add_argument("--message", default="", help="shown to users (default: the gateway's message)")
-    window = on.add_mutually_exclusive_group()
-    window.add_argument("--for", dest="duration", type=parse_duration, help="end after this long (30m, 2h, ...)")
-    window.add_argument("--until", type=parse_moment, help="end at this time (ISO-8601 with zone, or +DURATION)")
-    on.add_argument("--from", dest="start", type=parse_moment, help="start at this time instead of now")
-    on.add_argument("--mode", choices=MODES, default="full")
-    on.add_argument(
-        "--paths",
-        type=parse_paths,
-        metavar="PREFIX,...",
-        help="only these path prefixes (whole segments) are in maintenance, e.g. /api/checkout/,/api/payments/",
+
+def make_change(settings: Settings, args: argparse.Namespace, body: dict[str, object]) -> int:
+    """``on`` and ``off``: one body, sent to a gateway or written to the store; then, with --wait,
+    wait until the gateways serve it."""
+    client = remote(args)
+    change = change_through(client, body) if client is not None else change_in_store(settings, body)
+    state = change.state
+    follow = seconds_text(settings.refresh_interval)
+    if not change.changed:
+        print(describe_unchanged(state))
+    else:
+        print(describe_state(state, time.time()))
+        if change.replaced is not None:
+            print(describe_replaced(*change.replaced))
+        if client is not None:
+            print(f"this gateway serves it now; others within {follow} s (GATEWAY_REFRESH_INTERVAL)")
+        else:
+            print(f"gateways follow within {follow} s (GATEWAY_REFRESH_INTERVAL)")
+    if args.wait is None:
+        return EXIT_OK
+    # Also when nothing changed: the change asked for before may not be served yet.
+    watched = client if client is not None else AdminClient(local_gateway_url(settings), args.token or os.environ.get("GATEWAY_ADMIN_TOKEN"))
+    why = wait_until_served(watched, state, args.wait)
+    if why is not None:
+        print(
+            f"maintenance-gateway: the gateway at {watched.base} did not serve version {state.version} "
+            f"within {seconds_text(args.wait)} s: {why}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    print(f"gateways serve it now ({CONFIRMATIONS} answers in a row from {watched.base}/health)")
+    return EXIT_OK
+
+
+def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
+    # The one shape of "turn on", checked by the same ``next_state`` whether it goes to a
+    # gateway or straight to the store.
+    return make_change(
+        settings,
+        args,
+        {
+            "enabled": True,
+            "mode": args.mode,
+            # Undecodable bytes in argv arrive as lone surrogates; they are repaired, not refused.
+            "message": safe_text(args.message),
+            "starts_at": format_time(args.start),
+            "ends_at": format_time(args.until),
+            "duration_seconds": args.duration,
+            "reason": safe_text(args.reason),
+            "scope": list(args.paths) if args.paths else None,
+        },
     )
-    on.add_argument("--reason", default="", help="why (kept with the state for the record)")
-    _add_remote_flags(on)
-    _add_settings_flags(on)
 
-    off = commands.add_parser("off", help="turn maintenance off")
-    off.add_argument("--reason", default="")
-    _add_remote_flags(off)
-    _add_settings_flags(off)
 
-    status = commands.add_parser("status", help="show the state")
-    status.add_argument("--json", action="store_true", help="print JSON")
-    _add_remote_flags(status)
-    _add_settings_flags(status)
-
-    history = commands.add_parser("history", help="show the latest changes, newest first")
-    history.add_argument("--limit", type=int, default=20, help="how many changes (default 20)")
-    history.add_argument("--json", action="store_true", help="print JSON")
-    _add_remote_flags(history)
-    _add_settings_flags(history)
-
-    init_table = commands.add_parser("init-table", help="create the DynamoDB table of GATEWAY_STORE (safe to run twice)")
-    _add_settings_flags(init_table)
-
-    health = commands.add_parser("healthcheck", help="exit 0 when /_gateway/health answers 200 (container health check)")
-    health.add_argument("--timeout", type=float, default=3.0)
-    _add_settings_flags(health)
-    return parser
+def cmd_off(settings: Settings, args: argparse.Namespace) -> int:
+    return make_change(settings, args, {"enabled": False, "reason": safe_text(args.reason)})
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -177,130 +177,24 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# Control characters (an escape sequence could rewrite the operator's screen; a line break
-# could print a forged "maintenance: off" line), format characters (U+202E turns the rest of a
-# line around) and the Unicode line and paragraph separators.
-_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
-
-
-def shown(text: str) -> str:
-    """Stored text as one line a terminal may print: every character of ``_ESCAPED_CATEGORIES``
-    is written as its Python escape (``\\n``, ``\\x1b``, ``\\u202e``), so it is seen, not obeyed."""
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(
-        char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in _ESCAPED_CATEGORIES else char
-        for char in safe_text(text)
-    )
-
-
-def describe_state(state: MaintenanceState, now: float) -> str:
-    status = state.status(now)
-    lines = [f"maintenance: {status}" + (f" ({state.mode})" if status in ("on", "upcoming") else "")]
-    if state.enabled:
-        if state.scope is not None:
-            lines.append(f"paths:       {shown(', '.join(state.scope))} (only these)")
-        if state.starts_at is not None:
-            lines.append(f"starts at:   {format_time(state.starts_at)}")
-        if state.ends_at is not None:
-            lines.append(f"ends at:     {format_time(state.ends_at)}")
-        if state.message:
-            lines.append(f"message:     {shown(state.message)}")
-    if state.reason:
-        lines.append(f"reason:      {shown(state.reason)}")
-    if state.updated_at is not None:
-        lines.append(f"changed:     {format_time(state.updated_at)} by {shown(state.updated_by) or 'unknown'}")
-    lines.append(f"version:     {state.version}")
-    return "\n".join(lines)
-
-
-def remote(args: argparse.Namespace) -> AdminClient | None:
-    """The admin client when --url (or GATEWAY_ADMIN_URL) is given, else None (the store directly)."""
-    if not args.url:
-        return None
-    if not args.token:
-        raise AdminError(401, {"message": "--url needs --token (or GATEWAY_ADMIN_TOKEN)"})
-    return AdminClient(args.url, args.token)
-
-
-def on_body(args: argparse.Namespace) -> dict[str, object]:
-    """``on``'s flags as the admin API's PUT body: the one shape of "turn on", checked by the
-    same ``next_state`` whether it goes to a gateway or straight to the store."""
-    return {
-        "enabled": True,
-        "mode": args.mode,
-        # Undecodable bytes in argv arrive as lone surrogates; they are repaired, not refused.
-        "message": safe_text(args.message),
-        "starts_at": format_time(args.start),
-        "ends_at": format_time(args.until),
-        "duration_seconds": args.duration,
-        "reason": safe_text(args.reason),
-        "scope": list(args.paths) if args.paths else None,
-    }
-
-
-def write_directly(settings: Settings, body: dict[str, object]) -> MaintenanceState:
-    """The change ``body`` asks for, built by ``next_state`` as the admin API builds it, written to the store."""
-    return change_state(open_store(settings.store), lambda current: next_state(current, body, now=time.time(), actor=actor()))
-
-
-def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
-    body = on_body(args)
-    client = remote(args)
-    state = MaintenanceState.from_item(client.set(body)) if client is not None else write_directly(settings, body)
-    print(describe_state(state, time.time()))
-    return EXIT_OK
-
-
-def cmd_off(settings: Settings, args: argparse.Namespace) -> int:
-    client = remote(args)
-    if client is not None:
-        print(describe_state(MaintenanceState.from_item(client.off(args.reason)), time.time()))
-        return EXIT_OK
-    state = write_directly(settings, {"enabled": False, "reason": safe_text(args.reason)})
-    print(describe_state(state, time.time()))
-    return EXIT_OK
-
-
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    as_json = args.json
     client = remote(args)
     state = MaintenanceState.from_item(client.status()) if client is not None else open_store(settings.store).read()
     now = time.time()
-    print(json.dumps(state.describe(now), indent=2) if as_json else describe_state(state, now))
+    print(json.dumps(state.describe(now), indent=2) if args.json else describe_state(state, now))
     return EXIT_OK
 
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
-    limit, as_json = args.limit, args.json
     client = remote(args)
-    records = client.history(limit) if client is not None else open_store(settings.store).history(limit)
-    if as_json:
+    records = client.history(args.limit) if client is not None else open_store(settings.store).history(args.limit)
+    if args.json:
         print(json.dumps(records, indent=2))
-        return EXIT_OK
-    if not records:
+    elif not records:
         print("no changes recorded")
-    for record in records:
-        # A hand-edited history may hold anything there: what is not an object shows as "(none)".
-        new, old = (value if isinstance(value := record.get(key), dict) else {} for key in ("new", "old"))
-        change = f"{_onoff(old)} -> {_onoff(new)}"
-        window = ""
-        if new.get("enabled") and (new.get("starts_at") or new.get("ends_at")):
-            window = f" [{new.get('starts_at') or 'now'} .. {new.get('ends_at') or 'open-ended'}]"
-        reason = f": {record['reason']}" if record.get("reason") else ""
-        # History lines hold whatever was written, then: each record is shown as one line.
-        print(shown(f"v{record.get('version')}  {record.get('at')}  {record.get('by') or 'unknown'}  {change}{window}{reason}"))
+    else:
+        print("\n".join(history_line(record) for record in records))
     return EXIT_OK
-
-
-def _onoff(item: dict[str, object]) -> str:
-    if not item:
-        return "(none)"
-    if not item.get("enabled"):
-        return "off"
-    scope = item.get("scope")
-    paths = f" on {shown(', '.join(map(str, scope)))}" if isinstance(scope, list) and scope else ""
-    return f"on ({item.get('mode', 'full')}){paths}"
 
 
 def cmd_init_table(settings: Settings, args: argparse.Namespace) -> int:
@@ -317,15 +211,9 @@ def cmd_init_table(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
-    timeout = args.timeout
-    host = settings.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    url = f"http://{host}:{settings.port}{settings.admin_prefix}/health"
+    url = f"{local_gateway_url(settings)}/health"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a fixed http URL
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:  # noqa: S310 - a fixed http URL
             code: int = response.status
     except urllib.error.HTTPError as exc:
         code = exc.code
@@ -338,17 +226,6 @@ def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# The flag that sets each field of a change, for error messages.
-_FLAGS = {
-    "message": "--message",
-    "reason": "--reason",
-    "mode": "--mode",
-    "starts_at": "--from",
-    "ends_at": "--until",
-    "duration_seconds": "--for",
-    "scope": "--paths",
-}
-
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "check-config": cmd_check_config,
@@ -360,38 +237,75 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "healthcheck": cmd_healthcheck,
 }
 
+# The flag that sets each field of a change, for error messages.
+_FLAGS = {
+    "message": "--message",
+    "reason": "--reason",
+    "mode": "--mode",
+    "starts_at": "--from",
+    "ends_at": "--until",
+    "duration_seconds": "--for",
+    "scope": "--paths",
+    "limit": "--limit",
+}
+
+
+def in_flags(field: object, message: str, args: argparse.Namespace) -> str:
+    """A check's ``field: problem`` with the flag the operator typed in place of the field."""
+    if not isinstance(field, str) or field not in _FLAGS:
+        return message
+    flag = _FLAGS[field]
+    if field == "ends_at" and getattr(args, "until", None) is None and getattr(args, "duration", None) is not None:
+        flag = "--for"  # the end counted from --from (or now)
+    problem = message.removeprefix(f"{field}: ").replace("starts_at", "--from")
+    return f"{flag}: {problem}"
+
+
+# Each error the commands expect: its exit code and how it reads after "maintenance-gateway: ".
+# The first matching class wins, so subclasses come before their bases.
+_FAILURES: tuple[tuple[type[GatewayError], int, str], ...] = (
+    (ConfigError, EXIT_CONFIG, "configuration error: {}"),
+    (ConflictError, EXIT_CONFLICT, "{}; someone else changed the state. Check `status` and retry."),
+    (StateError, EXIT_USAGE, "invalid state: {}"),
+    (StoreError, EXIT_FAILURE, "store error: {}"),
+    (GatewayUnreachable, EXIT_UNREACHABLE, "{}"),
+)
+_ADMIN_EXITS = {412: EXIT_CONFLICT, 400: EXIT_USAGE, 413: EXIT_USAGE, 415: EXIT_USAGE, 401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_AUTH, 429: EXIT_AUTH}
+
+
+def failure(exc: GatewayError, args: argparse.Namespace) -> tuple[str, int]:
+    """What to tell the operator about ``exc``, and the exit code."""
+    if isinstance(exc, RequestError):
+        # The checks of the admin API, applied to a change written straight to the store.
+        return in_flags(exc.field, exc.message, args), EXIT_USAGE
+    if isinstance(exc, AdminError):
+        payload: dict[str, Any] = exc.payload
+        message = payload.get("message")
+        said = in_flags(payload.get("field"), message, args) if isinstance(message, str) else str(payload.get("error") or "an error")
+        return f"the gateway refused: {said} (HTTP {exc.status})", _ADMIN_EXITS.get(exc.status, EXIT_FAILURE)
+    for kind, code, template in _FAILURES:
+        if isinstance(exc, kind):
+            return template.format(exc), code
+    return str(exc), EXIT_FAILURE
+
+
+def run(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(joined_negative_values(argv))
+    try:
+        return COMMANDS[args.command](load_settings(overrides=settings_overrides(args)), args)
+    except GatewayError as exc:
+        message, code = failure(exc, args)
+        print(f"maintenance-gateway: {message}", file=sys.stderr)
+        return code
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        settings = _settings(args)
-        return COMMANDS[args.command](settings, args)
-    except ConfigError as exc:
-        print(f"maintenance-gateway: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ConflictError as exc:
-        print(f"maintenance-gateway: {exc}; someone else changed the state. Check `status` and retry.", file=sys.stderr)
-        return EXIT_CONFLICT
-    except StateError as exc:
-        print(f"maintenance-gateway: invalid state: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RequestError as exc:
-        # The checks of the admin API, applied to a change written straight to the store.
-        flag = f" ({_FLAGS.get(exc.field, exc.field)})" if exc.field else ""
-        print(f"maintenance-gateway: {exc.message}{flag}", file=sys.stderr)
-        return EXIT_USAGE
-    except StoreError as exc:
-        print(f"maintenance-gateway: store error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except GatewayUnreachable as exc:
-        print(f"maintenance-gateway: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except AdminError as exc:
-        print(f"maintenance-gateway: the gateway refused: {exc}", file=sys.stderr)
-        if exc.status == 412:
-            return EXIT_CONFLICT
-        if exc.status in (400, 413, 415):
-            return EXIT_USAGE
-        if exc.status in (401, 403, 404, 429):
-            return EXIT_AUTH
-        return EXIT_FAILURE
+        code = run(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): what it wanted it has; nothing more is written,
+        # and the interpreter's own last flush goes to /dev/null instead of raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code

@@ -27,9 +27,14 @@ One sweeper task per event loop looks at every connection a few times a second:
 no timer per request, and on the httptools path no work per request beyond a few
 attribute writes and a byte count while a head is arriving.
 
-The h11 protocol also reads request lines, targets, methods, Content-Length and
-chunk lines as the httptools one (llhttp) does, and both take HTTP/1.0 and 1.1
-only, so the same bytes get the same answer whichever parser runs.
+The h11 protocol also reads request lines, targets, methods, Content-Length (and
+its pairing with Transfer-Encoding) and chunk lines as the httptools one (llhttp)
+does, the httptools one refuses a missing or repeated Host as h11 does, and both
+take HTTP/1.0 and 1.1 only, so the same bytes get the same answer whichever
+parser runs.
+
+A request body that ends after its answer was sent leaves the connection idle
+again: uvicorn's keep-alive timer, which those bytes stopped, is armed again.
 """
 
 from __future__ import annotations
@@ -184,6 +189,7 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
         self._head_bytes_received = 0  # raw bytes of reads that found a head arriving
         self._head_started: float | None = None
         self._cycle_at_head_start: Any = None
+        self._host_fields = 0  # Host fields in the request head (RFC 9112 3.2: exactly one in HTTP/1.1)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -252,8 +258,14 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._head_size = 0
         self._head_bytes_received = 0
+        self._host_fields = 0
         self._head_started = self.loop.time()
         self._cycle_at_head_start = self.cycle  # a new cycle appears once the head is complete
+        # A keep-alive timer armed when the body before ended (on_message_complete) stops here:
+        # from now on the head's timeout applies, then the application's. (Tested inline: a
+        # method call on every request costs more than the rare timer.)
+        if self.timeout_keep_alive_task is not None:
+            self._unset_keepalive_if_required()
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -270,8 +282,11 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
             raise HeadersTooLarge(f"request head larger than {self._max_header_bytes} bytes")
         # uvicorn's own on_header (0.30 to 0.54), inlined: this runs for every header of every request.
         name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
+        if name == b"expect":
+            if value.lower() == b"100-continue":
+                self.expect_100_continue = True
+        elif name == b"host":
+            self._host_fields += 1
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -279,6 +294,11 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
             # llhttp takes HTTP/0.9 (no version at all), 2.0 and the RTSP/ICE protocols too; uvicorn
             # would answer them as HTTP/1.1, and h11 refuses them.
             raise httptools.HttpParserError(f"unsupported protocol version {self.parser.get_http_version()}")
+        if self._host_fields != 1 and (self._host_fields or self.parser.get_http_version() == "1.1"):
+            # RFC 9112 3.2: a request without Host in HTTP/1.1, or with more than one, is a 400. h11
+            # refuses both; llhttp does not, and the gateway's own answers (the 503, the admin
+            # routes) would otherwise take what the proxy refuses.
+            raise httptools.HttpParserError("no Host field, or more than one")
         super().on_headers_complete()
         # Trailers are never header fields (RFC 9110 6.5.1), but llhttp reports a chunked body's
         # trailer fields through on_header too, and this list is already the request's
@@ -287,6 +307,24 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
         # reads it again once the parser stops.
         if not self.parser.should_upgrade():
             self.headers = []
+
+    def on_message_complete(self) -> None:
+        # uvicorn's own on_message_complete (0.30 to 0.54), inlined as on_header is: it runs for
+        # every request, and a call through super() costs more than its body.
+        upgrade = self.parser.should_upgrade()
+        if upgrade and self._should_upgrade():
+            return
+        cycle = self.cycle
+        if cycle.response_complete:
+            if self.timeout_keep_alive_task is None and not upgrade and not self.transport.is_closing():
+                # The rest of a body the answer did not wait for has come: the connection is idle
+                # again, and uvicorn, which stopped its keep-alive timer on those bytes, would not
+                # arm it again. Without it the connection would be cut as owing a body. (A
+                # handshake, or CONNECT, leaves this protocol: no timer for it.)
+                self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
 
     def _request_begun(self) -> bool:
         return self.headers is not None  # uvicorn sets it when a message begins
@@ -365,6 +403,18 @@ class GatewayH11Protocol(_ConnectionLimits, H11Protocol):
     def data_received(self, data: bytes) -> None:
         self._bytes_received += len(data)
         super().data_received(data)
+        conn = self.conn
+        if (
+            self.timeout_keep_alive_task is None
+            and conn.their_state is h11.IDLE
+            and conn.our_state is h11.IDLE
+            and self.cycle is not None
+            and not conn._receive_buffer
+            and not self.transport.is_closing()
+        ):
+            # As for httptools: the end of a body the answer did not wait for leaves the connection
+            # idle, and uvicorn's keep-alive timer, stopped by those bytes, is armed again.
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def _request_begun(self) -> bool:
         return len(self.conn._receive_buffer) > 0 or self.conn.their_state is not h11.IDLE
@@ -403,6 +453,7 @@ _MALFORMED_HEAD = re.compile(rb"(?<!\r)\n|\r\n[ \t]")
 _SPACED_REQUEST_LINE = re.compile(rb"([^ \r\n]+) +([^ \r\n]+) +(HTTP/[0-9]\.[0-9])")
 # Each Content-Length field line of a head, with its value.
 _CONTENT_LENGTH_FIELD = re.compile(rb"\r\ncontent-length:([^\r\n]*)", re.IGNORECASE)
+_TRANSFER_ENCODING_FIELD = re.compile(rb"\r\ntransfer-encoding:", re.IGNORECASE)
 # A chunk-size line as llhttp takes it: a size that fits 64 bits, extensions made of tokens and
 # quoted strings with nothing around the ";" and "=", then CRLF (RFC 9112 7.1, 7.1.1).
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -507,6 +558,10 @@ class _LlhttpCompatibleConnection(h11.Connection):
             lengths = _CONTENT_LENGTH_FIELD.findall(buffer, 0, size)
             if len(lengths) > 1 or (lengths and b"," in lengths[0]):
                 self._refuse("repeated Content-Length")
+            # h11 lets Transfer-Encoding win over a Content-Length beside it; llhttp refuses the
+            # pair, which RFC 9112 6.1 calls a likely smuggling attempt.
+            if lengths and _TRANSFER_ENCODING_FIELD.search(buffer, 0, size):
+                self._refuse("Content-Length beside Transfer-Encoding")
 
     def _as_llhttp_reads_it(self, event: h11.Request) -> h11.Request:
         if event.method not in LLHTTP_METHODS:

@@ -50,15 +50,21 @@ def apply_change(
     """Read, build the next state from the current one, write it conditionally; (old, new).
 
     ``expected`` is the version the caller saw (an If-Match): a different one is a conflict.
+    When ``build`` returns the current state itself (the change asks for what is stored),
+    nothing is written: no new version, no history record; ``new`` is then ``old``.
     """
     current = store.read(consistent=True)
     if expected is not None and current.version != expected:
         raise ConflictError(expected, current.version)
-    return current, store.write(build(current), current)
+    wanted = build(current)
+    if wanted is current:
+        return current, current
+    return current, store.write(wanted, current)
 
 
 def change_state(store: Store, build: Callable[[MaintenanceState], MaintenanceState]) -> MaintenanceState:
-    """``apply_change`` for callers that want only the new state."""
+    """``apply_change`` for callers that want only the new state (the current one, unwritten,
+    when ``build`` returns it)."""
     return apply_change(store, build)[1]
 
 

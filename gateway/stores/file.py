@@ -3,6 +3,7 @@
 Writes go to a temporary file that replaces the old one, so a reader sees either the
 old or the new state, never half of one; a lock file serialises the conditional
 writes of several processes. Each change is appended to ``PATH.history`` (JSON lines).
+The directory must exist: the store creates its files, never a directory.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ def open_regular(path: Path, flags: int) -> int:
     return descriptor
 
 
+def require_directory(path: str) -> None:
+    """ValueError when the directory that is to hold the state file ``path`` does not exist.
+
+    The store creates its file on the first change but never a directory: a mistyped directory
+    would otherwise read as "off" and the first change would create it, splitting the state
+    between two files.
+    """
+    directory = Path(path).parent
+    if not directory.exists():
+        raise ValueError(f"the directory {directory} does not exist (the store creates its file, not directories)")
+
+
 class FileStore:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
@@ -56,8 +69,10 @@ class FileStore:
         try:
             with os.fdopen(open_regular(self.path, os.O_RDONLY), "rb") as handle:
                 raw = handle.read(MAX_FILE_SIZE + 1)
-        except FileNotFoundError:
-            return MaintenanceState()
+        except FileNotFoundError as exc:
+            if not self.path.parent.exists():  # a wrong path, or a directory removed since: not a first start
+                raise StoreError(self._missing_directory("read")) from exc
+            return MaintenanceState()  # the first start: nothing was ever written
         except OSError as exc:
             raise StoreError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
         if len(raw) > MAX_FILE_SIZE:
@@ -75,9 +90,7 @@ class FileStore:
             raise StoreError(f"{self.path}: {exc}") from exc
 
     def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
-        directory = self.path.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True)
             with os.fdopen(open_regular(Path(f"{self.path}.lock"), os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+b") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 # Opened before the state is replaced: a history that cannot be written stops the change.
@@ -89,8 +102,13 @@ class FileStore:
                     self._replace(state)
                     history.write(json.dumps(history_record(previous, state)) + "\n")
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and not self.path.parent.exists():
+                raise StoreError(self._missing_directory("write")) from exc
             raise StoreError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         return state
+
+    def _missing_directory(self, action: str) -> str:
+        return f"cannot {action} {self.path}: the directory {self.path.parent} does not exist"
 
     def _replace(self, state: MaintenanceState) -> None:
         fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)

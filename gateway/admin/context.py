@@ -1,0 +1,68 @@
+"""What the admin app is given: the few things it reads and the few operations it calls,
+never the whole gateway (the gateway builds one ``AdminContext``; tests build fakes)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from starlette.types import ASGIApp
+
+from gateway.admin.auth import FailureLimiter
+from gateway.admin.state_changes import ChangeOutcome
+from gateway.bypass import BypassSecret
+from gateway.errors import UpstreamError
+from gateway.forwarding import TrustedPeers
+from gateway.metrics import Metrics
+from gateway.refresher import StateHolder
+from gateway.state import MaintenanceState
+from gateway.upstream import UpstreamPool
+
+
+class ChangeState(Protocol):
+    async def __call__(
+        self,
+        build: Callable[[MaintenanceState], MaintenanceState],
+        *,
+        expected: int | None,
+        token_name: str,
+        client: str,
+    ) -> ChangeOutcome: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AdminContext:
+    prefix: str
+    admin_tokens: tuple[tuple[str, str], ...]
+    # Seconds a whole admin request body may take (GATEWAY_CLIENT_BODY_TIMEOUT).
+    body_timeout: float
+    # GATEWAY_FAIL_MODE=closed: not ready until the state was read.
+    fail_closed: bool
+    store_description: str
+    holder: StateHolder
+    metrics: Metrics
+    # The process's own gauges (requests in flight, upstream connections); the state's are read from the holder.
+    gauges: Callable[[], dict[str, float | None]]
+    trusted: TrustedPeers
+    failure_limiter: FailureLimiter
+    bypass: BypassSecret
+    status_feed: ASGIApp
+    change_state: ChangeState
+    # None when a connection to the upstream opens, else why not.
+    probe_upstream: Callable[[], Awaitable[str | None]]
+    read_history: Callable[[int], Awaitable[list[dict[str, Any]]]]
+
+
+def upstream_probe(pool: UpstreamPool) -> Callable[[], Awaitable[str | None]]:
+    """A probe that opens (and closes) one connection from ``pool``."""
+
+    async def probe() -> str | None:
+        try:
+            connection = await pool.connect()
+        except UpstreamError as exc:
+            return str(exc)
+        connection.close()
+        return None
+
+    return probe

@@ -1,0 +1,150 @@
+"""``make run`` (scripts/run-example.sh) as a newcomer runs it: the example Django app under
+gunicorn and uvicorn, the gateway in front, on the ports asked for, and a clear stop when a
+port is taken."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import ROOT, base_env, free_port, port_open
+
+SCRIPT = ROOT / "scripts" / "run-example.sh"
+# gunicorn with Django, uvicorn with Channels and the gateway start one after the other on 2 shared cores.
+START_TIMEOUT = 60.0
+
+
+class Example:
+    """scripts/run-example.sh in its own process group, its output in a file."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], args: list[str]) -> None:
+        self.output_path = tmp_path / "run-example.out"
+        with self.output_path.open("wb") as output:
+            self.process = subprocess.Popen(
+                [str(SCRIPT), *args],
+                env={**base_env(), "GATEWAY_STORE": f"file:{tmp_path / 'state.json'}", **env},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def wait_for_line(self, pattern: str) -> str:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output())
+            if match:
+                return match.group(0)
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no line matching {pattern!r}; exit {self.process.poll()}:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # whatever of the group is left
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    return {"django": free_port(), "asgi": free_port(), "gateway": free_port()}
+
+
+@pytest.mark.parametrize("how", ["GATEWAY_PORT", "--port"])
+def test_make_run_serves_the_example_on_the_port_asked_for(tmp_path: Path, ports: dict[str, int], how: str) -> None:
+    env = {"EXAMPLE_DJANGO_PORT": str(ports["django"]), "EXAMPLE_ASGI_PORT": str(ports["asgi"])}
+    args: list[str] = []
+    if how == "GATEWAY_PORT":
+        env["GATEWAY_PORT"] = str(ports["gateway"])
+    else:
+        args = ["--port", str(ports["gateway"])]
+    example = Example(tmp_path, env, args)
+    try:
+        banner = example.wait_for_line(r"Django on .*")
+        assert f"the gateway on http://127.0.0.1:{ports['gateway']} " in banner, banner
+        assert f"http://127.0.0.1:{ports['django']} " in banner and f":{ports['asgi']}" in banner, banner
+        hint = example.wait_for_line(r"Try: .*")
+        assert f"curl -i http://127.0.0.1:{ports['gateway']}/api/hello" in hint and ":8080" not in hint, hint
+        deadline = time.monotonic() + START_TIMEOUT
+        while not port_open(ports["gateway"]) and time.monotonic() < deadline:
+            assert example.process.poll() is None, example.output()
+            time.sleep(0.1)
+        answer = httpx.get(f"http://127.0.0.1:{ports['gateway']}/api/hello", timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["message"] == "hello from Django"
+    finally:
+        example.stop()
+    assert not any(port_open(port) for port in ports.values()), example.output()
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port something else listens on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("which", "variable"),
+    [("django", "EXAMPLE_DJANGO_PORT"), ("asgi", "EXAMPLE_ASGI_PORT"), ("gateway", "GATEWAY_PORT")],
+)
+def test_make_run_stops_at_once_when_a_port_is_taken(
+    tmp_path: Path, ports: dict[str, int], taken_port: int, which: str, variable: str
+) -> None:
+    ports[which] = taken_port
+    env = {
+        "EXAMPLE_DJANGO_PORT": str(ports["django"]),
+        "EXAMPLE_ASGI_PORT": str(ports["asgi"]),
+        "GATEWAY_PORT": str(ports["gateway"]),
+    }
+    started = time.monotonic()
+    example = Example(tmp_path, env, [])
+    try:
+        assert example.process.wait(START_TIMEOUT) == 1, example.output()
+    finally:
+        example.stop()
+    assert time.monotonic() - started < 5, example.output()
+    output = example.output()
+    assert str(taken_port) in output and variable in output and "in use" in output, output
+    assert "Django on" not in output  # no banner for a stack that did not start
+    assert not any(port_open(port) for name, port in ports.items() if name != which), output
+
+
+def test_make_run_stops_when_django_does_not_start(tmp_path: Path, ports: dict[str, int]) -> None:
+    env = {
+        "EXAMPLE_DJANGO_PORT": str(ports["django"]),
+        "EXAMPLE_ASGI_PORT": str(ports["asgi"]),
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "EXAMPLE_WORKERS": "not-a-number",  # gunicorn's config file cannot load: it exits at once
+    }
+    example = Example(tmp_path, env, [])
+    try:
+        assert example.process.wait(START_TIMEOUT) == 1, example.output()
+    finally:
+        example.stop()
+    output = example.output()
+    assert "Django" in output and "did not start" in output, output
+    assert "Django on" not in output
+    assert not port_open(ports["gateway"])
