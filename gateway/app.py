@@ -12,19 +12,21 @@ import ipaddress
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette.types import Receive, Scope, Send
 
-from gateway.admin.auth import FailureLimiter
 from gateway.admin.context import AdminContext, upstream_probe
 from gateway.admin.routes import build_admin_app
 from gateway.admin.state_changes import StateChanges
+from gateway.bounded_cache import BoundedCache
 from gateway.bypass import COOKIE_NAME_BYTES as BYPASS_COOKIE
 from gateway.bypass import EXPIRED_COOKIE_HEADER
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.bypass import BypassSecret
 from gateway.cors import CorsPolicy
-from gateway.forwarding import TrustedPeers, bypass_prefixes, has_dot_segment, matches_bypass_path
+from gateway.failure_limit import FailureLimiter
+from gateway.forwarding import TrustedPeers, has_dot_segment, segment_prefixes, under_segment_prefixes
 from gateway.maintenance import MaintenanceResponder
 from gateway.metrics import Metrics
 from gateway.proxy import Proxy
@@ -93,8 +95,10 @@ class Gateway:
         self.in_flight = 0
         self.max_in_flight = settings.max_in_flight
         self.bypass_paths = settings.bypass_paths
-        self.bypass_prefixes, self.bypass_exact_paths = bypass_prefixes(settings.bypass_paths)
+        self.bypass_prefixes, self.bypass_exact_paths = segment_prefixes(settings.bypass_paths)
         self.bypass_networks = settings.bypass_ips
+        # Whether a client's address is in GATEWAY_BYPASS_IPS, parsed and matched once per address.
+        self._bypassing_addresses: BoundedCache[str, bool] = BoundedCache(self._address_bypasses)
         # Last: the relay reads the bypass rules, the responder and the proxy set up above.
         self.websockets = WebSocketRelay(self)
 
@@ -117,7 +121,9 @@ class Gateway:
             self.in_flight += 1
             try:
                 state = self.holder.state
-                now = self.keep_decided(state)
+                # keep_decided, called only when it has something to do: with maintenance off and
+                # the state unchanged (nearly every request) a method call would be all it costs.
+                now = self.keep_decided(state) if state.enabled or state is not self._decided_for else 0.0
                 if state.enabled and state.active(now) and (state.scope is None or self._in_scope(path)):
                     await self._maintenance(scope, receive, send, state, now)
                     return
@@ -147,7 +153,7 @@ class Gateway:
     def _decide(self, state: MaintenanceState, now: float) -> None:
         """Work out, once per state (and per window start or end), what requests need of it."""
         if state.scope is not None:
-            self._scope_prefixes, self._scope_exact = bypass_prefixes(state.scope)
+            self._scope_prefixes, self._scope_exact = segment_prefixes(state.scope)
         self.proxy.notice = notice_line(state, now)
         self._decided_until = next_boundary(state, now)
         self._decided_for = state
@@ -167,6 +173,7 @@ class Gateway:
         return has_dot_segment(path) or path.startswith(self._scope_prefixes) or path in self._scope_exact
 
     def _address_bypasses(self, address: str) -> bool:
+        """Whether ``address`` is in GATEWAY_BYPASS_IPS (worked out once per address: see __init__)."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -185,7 +192,7 @@ class Gateway:
         client = None
         if self.bypass_networks:
             client = self.trusted.client_address(scope)
-            if self._address_bypasses(client):
+            if self._bypassing_addresses[client]:
                 return True
         if not self.bypass.enabled:
             return False
@@ -203,7 +210,7 @@ class Gateway:
     async def _maintenance(self, scope: Scope, receive: Receive, send: Send, state: MaintenanceState, now: float) -> None:
         """Maintenance applies: forward what may pass (read-only reads, bypasses), answer the rest."""
         if (state.mode == "read-only" and scope["method"] in SAFE_METHODS) or (
-            self.bypass_paths and matches_bypass_path(scope["path"], self.bypass_prefixes, self.bypass_exact_paths)
+            self.bypass_paths and under_segment_prefixes(scope["path"], self.bypass_prefixes, self.bypass_exact_paths)
         ):
             self.metrics.bypassed += 1
             await self.proxy(scope, receive, send)
@@ -258,7 +265,6 @@ class Gateway:
             trusted=self.trusted,
             failure_limiter=self.failure_limiter,
             bypass=self.bypass,
-            status_feed=self.status_feed,
             change_state=changes.change,
             probe_upstream=upstream_probe(self.pool),
             read_history=changes.history,
@@ -284,10 +290,24 @@ class Gateway:
         self.refresher.start()
 
     async def shutdown(self) -> None:
-        await self.websockets.stop()
-        await self.refresher.stop()
-        self.pool.close()
-        self.store.close()
+        """Stop the sockets, the refresher, the pool and the store: each of them, even when one
+        before it fails (a failure must not leave the others open); the failures are raised
+        together afterwards."""
+        failures: list[Exception] = []
+        steps: list[Callable[[], Awaitable[None] | None]] = [
+            self.websockets.stop, self.refresher.stop, self.pool.close, self.store.close
+        ]
+        for step in steps:
+            try:
+                outcome = step()
+                if outcome is not None:
+                    await outcome
+            except Exception as exc:  # noqa: BLE001 - collected, then raised together
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise ExceptionGroup("shutdown failed in several steps", failures)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -305,13 +325,9 @@ class Gateway:
                 except Exception as exc:  # noqa: BLE001 - reported to the server and logged, not raised
                     # Raised, it would reach the server as a crash of the lifespan task, not as an
                     # answer to the shutdown; ASGI's answer for this is shutdown.failed with why.
-                    logger.error(
-                        "shutdown failed: %s",
-                        exc,
-                        exc_info=True,
-                        extra={"event": "shutdown_failed", "error": f"{type(exc).__name__}: {exc}"},
-                    )
-                    await send({"type": "lifespan.shutdown.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    why = "; ".join(f"{type(e).__name__}: {e}" for e in (exc.exceptions if isinstance(exc, ExceptionGroup) else (exc,)))
+                    logger.error("shutdown failed: %s", why, exc_info=True, extra={"event": "shutdown_failed", "error": why})
+                    await send({"type": "lifespan.shutdown.failed", "message": why})
                     return
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -16,6 +16,8 @@ V = TypeVar("V")
 
 # Enough for every origin, Accept header and peer a site sees; at most a few hundred KiB.
 DEFAULT_LIMIT = 1024
+# Ready-to-send answers per Origin (the 503, the status feed): each holds a whole body.
+ANSWER_CACHE_LIMIT = 256
 
 
 class BoundedCache(dict[K, V]):

@@ -18,7 +18,6 @@ from gateway.settings import Settings
 GATEWAY_EXPOSED_HEADERS = ("Retry-After", "X-Maintenance-Mode")
 
 
-
 class CorsPolicy:
     def __init__(self, settings: Settings) -> None:
         self.allow_all = settings.cors_allow_all_origins
@@ -54,6 +53,8 @@ class CorsPolicy:
         return self._decisions[origin]
 
     def _decide(self, origin_bytes: bytes) -> bytes | None:
+        # White space after a field value is not part of it (RFC 9110 5.5); httptools keeps it.
+        origin_bytes = origin_bytes.strip(b" \t")
         try:
             origin = origin_bytes.decode("latin-1")
             parts = urlsplit(origin)

@@ -11,6 +11,8 @@ Headers = list[tuple[bytes, bytes]]
 
 JSON_TYPE = b"application/json"
 NO_STORE = (b"cache-control", b"no-store")
+# An answer that depends on the request's Origin (its CORS headers): shared caches must know.
+VARY_ORIGIN = (b"vary", b"Origin")
 # The same field for Starlette responses, which take a mapping of text.
 NO_STORE_FIELDS = {NO_STORE[0].decode(): NO_STORE[1].decode()}
 

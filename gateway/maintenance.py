@@ -16,9 +16,9 @@ from pathlib import Path
 
 from starlette.types import Message, Send
 
-from gateway.bounded_cache import BoundedCache
+from gateway.bounded_cache import ANSWER_CACHE_LIMIT, BoundedCache
 from gateway.cors import CorsPolicy
-from gateway.http import NO_STORE, Headers, body_headers, json_bytes, send_answer
+from gateway.http import NO_STORE, VARY_ORIGIN, Headers, body_headers, json_bytes, send_answer
 from gateway.negotiation import HTML, JSON, TEXT, Negotiator
 from gateway.settings import Settings
 from gateway.state import MAX_TIME, MaintenanceState, format_time
@@ -31,8 +31,6 @@ _CONTENT_TYPES = {
 }
 # The body depends on Accept and the CORS headers on Origin; shared caches must know.
 _VARY = (b"vary", b"Accept, Origin")
-# Cached answers per (variant, Origin): Origin is client-controlled, a site sees a handful.
-_MESSAGE_CACHE_LIMIT = 256
 # "{{ name }}" or "{{name}}" (the same spacing on both sides), for the names render_page fills.
 _PLACEHOLDER = re.compile(r"\{\{( ?)(message|ends_at_sentence|ends_at_text|ends_at|retry_after)\1\}\}")
 # English names whatever the process's locale (strftime's %A and %B follow it).
@@ -96,7 +94,7 @@ class MaintenanceResponder:
         self._preflight_base: Headers = []
         # Ready-to-send ASGI messages per (variant, Origin), dropped whenever the answers are rebuilt.
         self._messages: BoundedCache[tuple[str, bytes | None], tuple[Message, Message]] = BoundedCache(
-            self._message_pair, _MESSAGE_CACHE_LIMIT
+            self._message_pair, ANSWER_CACHE_LIMIT
         )
 
     def message_for(self, state: MaintenanceState) -> str:
@@ -133,7 +131,7 @@ class MaintenanceResponder:
         self._variants = {
             kind: (body_headers(_CONTENT_TYPES[kind], body) + common, body) for kind, body in bodies.items()
         }
-        self._preflight_base = [(b"x-maintenance-mode", state.mode.encode()), (b"vary", b"Origin")]
+        self._preflight_base = [(b"x-maintenance-mode", state.mode.encode()), VARY_ORIGIN]
         self._messages.clear()
         self._built_for = state
         self._built_second = int(now)

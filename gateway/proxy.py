@@ -17,32 +17,24 @@ from typing import Protocol
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.cors import CorsPolicy
-from gateway.forwarding import CHUNKED_BODY, NO_BODY, TrustedPeers, request_head, response_headers
-from gateway.metrics import Metrics
-from gateway.http import JSON_TYPE, NO_STORE, body_headers, header_value, json_bytes, send_answer
 from gateway.errors import BadRequest, BodyTimeout, ClientGone, Overloaded, UpstreamClosed, UpstreamError
+from gateway.forwarding import CHUNKED_BODY, NO_BODY, TrustedPeers, request_head, response_headers
+from gateway.http import JSON_TYPE, NO_STORE, VARY_ORIGIN, body_headers, header_value, json_bytes, send_answer
+from gateway.metrics import Metrics
 from gateway.upstream import BODY_PIECE, HEAD, WHOLE_BODY, UpstreamConnection, UpstreamPool
 
 logger = logging.getLogger("gateway.proxy")
 
-_ERROR_CODES = {
-    400: "bad_request",
-    408: "request_timeout",
-    502: "upstream_unavailable",
-    503: "overloaded",
-    504: "upstream_timeout",
+# The gateway's own error answers: the stable code a script matches, and what people are told.
+_ERRORS = {
+    400: ("bad_request", "The request is malformed."),
+    408: ("request_timeout", "The request body arrived too slowly."),
+    502: ("upstream_unavailable", "The application is not reachable right now. Please try again."),
+    503: ("overloaded", "Too many requests at once. Please retry in a moment."),
+    504: ("upstream_timeout", "The application took too long to answer. Please try again."),
 }
-_ERROR_BODIES = {
-    400: json_bytes({"error": "bad_request", "message": "The request is malformed."}),
-    408: json_bytes({"error": "request_timeout", "message": "The request body arrived too slowly."}),
-    503: json_bytes({"error": "overloaded", "message": "Too many requests at once. Please retry in a moment."}),
-    502: json_bytes(
-        {"error": "upstream_unavailable", "message": "The application is not reachable right now. Please try again."}
-    ),
-    504: json_bytes(
-        {"error": "upstream_timeout", "message": "The application took too long to answer. Please try again."}
-    ),
-}
+# Built once: the usual answers carry the usual message.
+_ERROR_BODIES = {status: json_bytes({"error": code, "message": text}) for status, (code, text) in _ERRORS.items()}
 
 
 class ErrorLog:
@@ -122,7 +114,7 @@ class Proxy:
         except ClientGone:
             return
         except BadRequest as exc:
-            await self.answer_error(400, scope, send, str(exc))
+            await self.answer_error(exc.status, scope, send, exc.message)
             return
         except BodyTimeout:
             await self.answer_error(408, scope, send)
@@ -132,8 +124,6 @@ class Proxy:
             await self.answer_error(503, scope, send, close=True)
             return
 
-        # A request whose whole body is in hand can be sent again on a new
-        # connection if a reused one turns out to have been closed by the upstream.
         head_request = scope["method"] == "HEAD"
         response_started = False
         connection: UpstreamConnection | None = None
@@ -150,6 +140,8 @@ class Proxy:
                 if not connection.headers_complete:
                     await connection.wait_for(HEAD, self.read_timeout)
             except UpstreamClosed as exc:
+                # A request whose whole body is in hand is sent again, once, on a new connection
+                # when a reused one turns out to have been closed by the upstream before answering.
                 if not (exc.before_response and connection.reused and not more_body):
                     raise
                 connection.abort()
@@ -322,15 +314,15 @@ class Proxy:
         allowed = self.cors.preflight_headers(origin)
         if allowed is None:
             return False
-        await send_answer(send, 204, [NO_STORE, (b"vary", b"Origin"), *allowed], b"")
+        await send_answer(send, 204, [NO_STORE, VARY_ORIGIN, *allowed], b"")
         return True
 
     async def answer_error(
         self, status: int, scope: Scope, send: Send, message: str | None = None, *, close: bool = False
     ) -> None:
         """The gateway's own JSON error, with the same CORS headers as its maintenance answer."""
-        body = _ERROR_BODIES[status] if message is None else json_bytes({"error": _ERROR_CODES[status], "message": message})
-        headers = body_headers(JSON_TYPE, body) + [NO_STORE, (b"vary", b"Origin")]
+        body = _ERROR_BODIES[status] if message is None else json_bytes({"error": _ERRORS[status][0], "message": message})
+        headers = body_headers(JSON_TYPE, body) + [NO_STORE, VARY_ORIGIN]
         if status == 503:
             headers.append((b"retry-after", b"1"))
         if close or status in (400, 408):

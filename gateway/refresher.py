@@ -23,6 +23,8 @@ logger = logging.getLogger("gateway.state")
 # throttled or overloaded store is not hammered by every task at once.
 MAX_BACKOFF_FACTOR = 8
 JITTER = 0.1
+# Its own generator: reseeding the module-wide one (as test frameworks do) cannot line up a fleet.
+_JITTER_RANDOM = random.Random()
 
 
 def _summary(state: MaintenanceState) -> dict[str, object]:
@@ -143,7 +145,7 @@ class Refresher:
     def next_delay(self) -> float:
         factor = min(2 ** max(self.holder.failures - 1, 0), MAX_BACKOFF_FACTOR) if self.holder.failures else 1
         # Jitter spreads the reads of a fleet of tasks that started together.
-        return self.interval * factor * random.uniform(1 - JITTER, 1 + JITTER)
+        return self.interval * factor * _JITTER_RANDOM.uniform(1 - JITTER, 1 + JITTER)
 
     async def run(self) -> None:
         while True:

@@ -21,6 +21,12 @@ from urllib.parse import urlsplit
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "GATEWAY_"
+# Where the gateway's own endpoints live unless GATEWAY_ADMIN_PREFIX says otherwise (the CLI
+# adds it to a --url that names no path).
+DEFAULT_ADMIN_PREFIX = "/_gateway"
+# The CLI's way to a running gateway: read by the command, not settings of the gateway.
+ADMIN_URL_VARIABLE = "GATEWAY_ADMIN_URL"
+ADMIN_TOKEN_VARIABLE = "GATEWAY_ADMIN_TOKEN"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -42,7 +48,7 @@ def parse_bool(raw: str) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Number:
-    """A number setting's parser and its range: from ``low`` (excluded when ``low_excluded``) to ``high``.
+    """A number setting's parser and its range: from ``low`` to ``high``, both included.
 
     Every number has both ends: a value past what a socket, a clock or memory can hold is
     refused at start, not wrapped around or left to fail on the first request.
@@ -51,7 +57,6 @@ class Number:
     whole: bool
     low: float
     high: float
-    low_excluded: bool = False
 
     def __call__(self, raw: str) -> int | float:
         try:
@@ -59,7 +64,7 @@ class Number:
         except ValueError:
             raise ValueError(self.expected) from None
         # Written so that NaN, which compares false with everything, is refused too.
-        if not (self.low < value <= self.high if self.low_excluded else self.low <= value <= self.high):
+        if not self.low <= value <= self.high:
             raise ValueError(self.expected)
         return value
 
@@ -67,8 +72,6 @@ class Number:
     def expected(self) -> str:
         if self.whole:
             return f"expected a whole number from {_shown(self.low)} to {_shown(self.high)}"
-        if self.low_excluded:
-            return f"expected a number greater than {_shown(self.low)} and at most {_shown(self.high)}"
         return f"expected a number from {_shown(self.low)} to {_shown(self.high)}"
 
 
@@ -80,9 +83,14 @@ def whole(low: int, high: int) -> Number:
     return Number(whole=True, low=low, high=high)
 
 
+# The shortest timeout or interval: below it a timer fires faster than a request can be
+# answered, and an interval of 1e-300 s would read the store in a busy loop.
+MIN_SECONDS = 0.01
+
+
 def seconds(high: float, *, zero_allowed: bool = False) -> Number:
-    """A duration: above zero (or from zero, when ``zero_allowed``) and at most ``high``."""
-    return Number(whole=False, low=0, high=high, low_excluded=not zero_allowed)
+    """A duration: from MIN_SECONDS (or from zero, when ``zero_allowed``) to ``high``."""
+    return Number(whole=False, low=0 if zero_allowed else MIN_SECONDS, high=high)
 
 
 HOUR = 3600
@@ -130,7 +138,14 @@ def parse_prefix(raw: str) -> str:
     value = raw.strip().rstrip("/")
     if not value.startswith("/") or len(value) < 2 or not re.fullmatch(r"/[A-Za-z0-9._~/-]+", value):
         raise ValueError("expected a path such as /_gateway")
+    if "//" in value or _has_dot_segment(value):
+        # Browsers, curl and nginx resolve these away: the admin API would be out of reach.
+        raise ValueError("expected a path without empty, '.' or '..' segments, such as /_gateway")
     return value
+
+
+def _has_dot_segment(path: str) -> bool:
+    return any(segment in (".", "..") for segment in path.split("/"))
 
 
 def parse_tokens(raw: str) -> tuple[tuple[str, str], ...]:
@@ -202,6 +217,11 @@ def parse_paths(raw: str) -> tuple[str, ...]:
     for path in paths:
         if not path.startswith("/"):
             raise ValueError(f"{path!r} does not start with /")
+        if not path.strip("/"):
+            # "/" covers every path: maintenance would be off for the whole site, unseen.
+            raise ValueError(f"{path!r} names the whole site; list the paths that may pass")
+        if _has_dot_segment(path):
+            raise ValueError(f"{path!r} has a '.' or '..' segment, which no request path matches")
     return paths
 
 
@@ -246,7 +266,13 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 
 def parse_text(raw: str) -> str:
-    return raw.strip()
+    value = raw.strip()
+    # Bytes that are not UTF-8 reach os.environ as lone surrogates, which no answer can encode.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid UTF-8 text") from None
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,10 +297,6 @@ class Field:
     def bounds(self) -> tuple[float, float] | None:
         """A number setting's lowest and highest value; None for the others."""
         return (self.parse.low, self.parse.high) if isinstance(self.parse, Number) else None
-
-    @property
-    def low_excluded(self) -> bool:
-        return isinstance(self.parse, Number) and self.parse.low_excluded
 
 
 _DECLARATION = "setting"
@@ -352,7 +374,7 @@ class Settings:
     fail_mode: str = setting(
         _choice("open", "closed"), "open", "open: serve, closed: answer 503, while the store was never read"
     )
-    admin_prefix: str = setting(parse_prefix, "/_gateway", "path prefix of the gateway's own endpoints")
+    admin_prefix: str = setting(parse_prefix, DEFAULT_ADMIN_PREFIX, "path prefix of the gateway's own endpoints")
     admin_tokens: tuple[tuple[str, str], ...] = setting(
         parse_tokens, "", "comma-separated name:token pairs; empty turns the admin API off", secret=True
     )
@@ -468,7 +490,7 @@ def load_settings(env: Mapping[str, str] | None = None, overrides: Mapping[str, 
 
 
 # Variables with the prefix that belong to the CLI client, not to the server's settings.
-_CLIENT_VARIABLES = {"GATEWAY_ADMIN_URL": False, "GATEWAY_ADMIN_TOKEN": True}
+_CLIENT_VARIABLES = {ADMIN_URL_VARIABLE: False, ADMIN_TOKEN_VARIABLE: True}
 # Every variable the prefix may start, and whether its value is a secret.
 _KNOWN = {**{field.env: field.secret for field in FIELDS}, **_CLIENT_VARIABLES}
 

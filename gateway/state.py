@@ -81,7 +81,7 @@ def parse_scope(value: Any) -> tuple[str, ...] | None:
     site), checked as a write must be; raises StateError naming ``scope``.
 
     Refused: a prefix with a dot-segment ("." or "..": no request path is ever under it, see
-    ``matches_bypass_path``), with control characters (it would reach terminals and headers),
+    ``under_segment_prefixes``), with control characters (it would reach terminals and headers),
     with percent-encoding, white space or a backslash (it would match no decoded request path).
     """
     if value is None:

@@ -21,10 +21,10 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.bounded_cache import BoundedCache
+from gateway.bounded_cache import ANSWER_CACHE_LIMIT, BoundedCache
 from gateway.cors import GATEWAY_EXPOSED_HEADERS, CorsPolicy
 from gateway.forwarding import NOTICE_HEADER
-from gateway.http import JSON_TYPE, NO_STORE, Headers, body_headers, json_bytes, send_answer
+from gateway.http import JSON_TYPE, NO_STORE, VARY_ORIGIN, Headers, body_headers, json_bytes, send_answer
 from gateway.maintenance import MaintenanceResponder
 from gateway.refresher import StateHolder
 from gateway.settings import Settings
@@ -33,10 +33,7 @@ from gateway.state import MaintenanceState, format_time
 # Browsers and shared caches may reuse an answer for a second: a thousand tabs polling
 # every few seconds mostly cost a cache hit or a 304.
 CACHE_CONTROL = (b"cache-control", b"public, max-age=1")
-# The CORS headers depend on Origin; the body does not depend on anything in the request.
-_VARY = (b"vary", b"Origin")
 _METHODS = b"GET, HEAD, OPTIONS"
-_MESSAGE_CACHE_LIMIT = 256
 _NOT_ALLOWED_BODY = json_bytes({"error": "method_not_allowed", "message": "the status feed answers GET and HEAD"})
 # The request body, if any, is not read: the connection cannot carry another request.
 _NOT_ALLOWED_HEADERS = (
@@ -134,14 +131,15 @@ class StatusFeed:
         self._not_modified_headers: Headers = []
         # Ready-to-send (start, body) per (answer kind, Origin), dropped whenever the answer is rebuilt.
         self._messages: BoundedCache[tuple[bool, bytes | None], tuple[Message, Message]] = BoundedCache(
-            self._message_pair, _MESSAGE_CACHE_LIMIT
+            self._message_pair, ANSWER_CACHE_LIMIT
         )
 
     def _build(self, state: MaintenanceState, now: float) -> None:
         payload = status_payload(state, now, self.responder.message_for(state), self.default_retry_after)
         self.body = json_bytes(payload)
         self.etag = b'"' + hashlib.blake2b(self.body, digest_size=12).hexdigest().encode("ascii") + b'"'
-        common = [CACHE_CONTROL, (b"etag", self.etag), _VARY]
+        # The CORS headers depend on Origin; the body does not depend on anything in the request.
+        common = [CACHE_CONTROL, (b"etag", self.etag), VARY_ORIGIN]
         self._headers = body_headers(JSON_TYPE, self.body) + common
         # RFC 9110 15.4.5: a 304 repeats the validators and caching headers, and has no body.
         self._not_modified_headers = common
@@ -199,7 +197,7 @@ class StatusFeed:
         if allowed is None:
             await self._not_allowed(send)
             return
-        await send_answer(send, 204, [(b"vary", b"Origin"), *allowed], b"")
+        await send_answer(send, 204, [VARY_ORIGIN, *allowed], b"")
 
     async def _not_allowed(self, send: Send) -> None:
         await send_answer(send, 405, list(_NOT_ALLOWED_HEADERS), _NOT_ALLOWED_BODY)

@@ -22,6 +22,7 @@ from typing import cast
 import httptools
 
 from gateway.errors import GatewayError, UpstreamClosed, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.http import Headers
 
 # Body bytes buffered from the upstream before its socket stops being read: the
 # client's pace, not the upstream's, decides how much is held in memory.
@@ -59,7 +60,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: Headers = []
         self.headers_complete = False
         self.message_complete = False
         self.keep_alive = False

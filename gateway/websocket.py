@@ -37,9 +37,9 @@ from websockets.uri import parse_uri
 
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.errors import BadRequest
-from gateway.forwarding import HOP_BY_HOP, matches_bypass_path
-from gateway.state import MaintenanceState
+from gateway.forwarding import HOP_BY_HOP, under_segment_prefixes
 from gateway.server.websocket_protocol import CLIENT_LOST, forget_server_stop, when_server_stops
+from gateway.state import MaintenanceState
 from gateway.write_batching import BatchingTransport
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ class WebSocketRelay:
         """Whether maintenance lets this socket through: the same bypass rules as a request
         (path prefixes, client IPs, the bypass header or cookie)."""
         gateway = self.gateway
-        if gateway.bypass_paths and matches_bypass_path(scope["path"], gateway.bypass_prefixes, gateway.bypass_exact_paths):
+        if gateway.bypass_paths and under_segment_prefixes(scope["path"], gateway.bypass_prefixes, gateway.bypass_exact_paths):
             return True
         bypass_header = cookie = None
         for name, value in scope["headers"]:

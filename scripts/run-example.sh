@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/.venv/bin
+# Absolute: the command the banner suggests reads the same file from any directory.
+export GATEWAY_STORE="${GATEWAY_STORE:-file:$PWD/maintenance-state.json}"
 django_port="${EXAMPLE_DJANGO_PORT:-8000}"
 asgi_port="${EXAMPLE_ASGI_PORT:-8001}"
 
@@ -21,6 +23,26 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     --host) gateway_host="${args[i + 1]:-}" ;;
     --host=*) gateway_host="${args[i]#--host=}" ;;
   esac
+done
+# A port is digits only: " 18101", "8_080" and "+80" would pass to a server that reads them as
+# numbers while the checks below, which match digits, would skip them.
+for pair in "$django_port:EXAMPLE_DJANGO_PORT" "$asgi_port:EXAMPLE_ASGI_PORT" "$gateway_port:$gateway_port_setting"; do
+  port="${pair%:*}" setting="${pair##*:}"
+  if ! [[ "$port" =~ ^[0-9]{1,5}$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
+    printf 'run-example: %s must be a port number 1..65535, not %q\n' "$setting" "$port" >&2
+    exit 2
+  fi
+done
+# Two of these servers on one port: the second would fail to bind, or answer for the first.
+if ((10#$django_port == 10#$asgi_port)); then
+  echo "run-example: EXAMPLE_DJANGO_PORT and EXAMPLE_ASGI_PORT are the same port ($django_port); give each server its own" >&2
+  exit 2
+fi
+for pair in "$django_port:EXAMPLE_DJANGO_PORT" "$asgi_port:EXAMPLE_ASGI_PORT"; do
+  if ((10#${pair%%:*} == 10#$gateway_port)); then
+    echo "run-example: ${pair#*:} and $gateway_port_setting are the same port ($gateway_port); give each server its own" >&2
+    exit 2
+  fi
 done
 case "$gateway_host" in
   0.0.0.0 | "::" | "") url_host=127.0.0.1 ;;  # listening everywhere: reachable on loopback
@@ -70,7 +92,8 @@ wait_for "Django's ASGI server (uvicorn)" "$asgi" "$asgi_port" EXAMPLE_ASGI_PORT
 
 ws_url="ws://$url_host:$gateway_port"
 echo "Django on http://127.0.0.1:$django_port (WebSockets on :$asgi_port), the gateway on $gateway_url (Ctrl-C stops all)"
-echo "Try: curl -i $gateway_url/api/hello   then   $bin/maintenance-gateway on --for 10m"
+printf -v store_assignment 'GATEWAY_STORE=%q' "$GATEWAY_STORE"  # quoted only when the path needs it
+echo "Try: curl -i $gateway_url/api/hello   then   $store_assignment $bin/maintenance-gateway on --for 10m"
 echo "WebSockets: $ws_url/ws/echo/ and $ws_url/ws/ticks/ (an event every 100 ms)"
 export GATEWAY_UPSTREAM_URL="${GATEWAY_UPSTREAM_URL:-http://127.0.0.1:$django_port}"
 export GATEWAY_WEBSOCKET_UPSTREAM_URL="${GATEWAY_WEBSOCKET_UPSTREAM_URL:-http://127.0.0.1:$asgi_port}"

@@ -1,3 +1,6 @@
+"""The servers most tests share: one raw upstream, the example Django app, and a gateway in
+front of each, started once per session."""
+
 from __future__ import annotations
 
 import os
@@ -6,17 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    AWS_ENV,
-    CORS_ENV,
-    FRONT_ORIGIN,
-    FRONT_PORT,
-    OTHER_ORIGIN,
-    Gateway,
-    ServerProcess,
-    start_django,
-    start_raw_upstream,
-)
+from tests.support import AWS_ENV, CORS_ENV, FRONT_ORIGIN, Gateway, maintenance_off_after, start_django, start_raw_upstream
 
 # The browser fixtures (browser, front_pages, page_dirs) live beside the browser helpers.
 pytest_plugins = ["tests.browser"]
@@ -63,22 +56,14 @@ def django_gateway_server(log_dir: Path, django_upstream: str) -> Iterator[Gatew
     gateway.stop()
 
 
-def _off_after(gateway: Gateway) -> Iterator[Gateway]:
-    yield gateway
-    if gateway.store.read().enabled:
-        gateway.turn_off()
-
-
 @pytest.fixture
 def raw_gateway(raw_gateway_server: Gateway) -> Iterator[Gateway]:
     """The gateway in front of the raw ASGI upstream, maintenance off at the start and the end."""
-    yield from _off_after(raw_gateway_server)
+    yield from maintenance_off_after(raw_gateway_server)
 
 
 @pytest.fixture
 def django_gateway(django_gateway_server: Gateway) -> Iterator[Gateway]:
     """The gateway in front of the example Django app under gunicorn."""
-    yield from _off_after(django_gateway_server)
+    yield from maintenance_off_after(django_gateway_server)
 
-
-__all__ = ["ServerProcess", "CORS_ENV", "FRONT_ORIGIN", "OTHER_ORIGIN", "FRONT_PORT"]

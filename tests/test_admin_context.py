@@ -6,41 +6,35 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import html
 import logging
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from starlette.types import Receive, Scope, Send
 
-from gateway.admin.auth import FailureLimiter
 from gateway.admin.changes import next_state, replaced_window
 from gateway.admin.context import AdminContext
 from gateway.admin.routes import build_admin_app
 from gateway.admin.state_changes import ChangeOutcome, StateChanges
 from gateway.bypass import BypassSecret
+from gateway.errors import RequestError
+from gateway.failure_limit import FailureLimiter
 from gateway.forwarding import TrustedPeers
 from gateway.metrics import Metrics
 from gateway.refresher import StateHolder
-from gateway.state import MaintenanceState, switched_on
+from gateway.state import MAX_VERSION, MaintenanceState, switched_on
 from gateway.stores import apply_change, change_state
 from gateway.stores.memory import MemoryStore
+from tests.support import ROOT
 
 TOKEN = "context-token-0123456789"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 NOW = 1_900_000_000.0
-ROOT = Path(__file__).parent.parent
-
-
-class StatusFeed:
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"the status feed"})
 
 
 @dataclasses.dataclass
@@ -80,7 +74,6 @@ def fake_context(calls: Calls, holder: StateHolder, **overrides: Any) -> AdminCo
         "trusted": TrustedPeers(()),
         "failure_limiter": FailureLimiter(3),
         "bypass": BypassSecret("bypass-secret-0123456789", 3600),
-        "status_feed": StatusFeed(),
         "change_state": change,
         "probe_upstream": probe,
         "read_history": history,
@@ -134,6 +127,9 @@ def test_the_prefix_itself_and_trailing_slashes_are_json_404s_never_redirects(cl
 def test_a_wrong_method_is_a_json_405(client: TestClient) -> None:
     response = client.post("/_gateway/maintenance", headers=AUTH)
     assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+    # RFC 9110 15.5.6: what the resource takes, from every route on its path.
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PUT"
+    assert client.post("/_gateway/health").headers["allow"] == "GET, HEAD"
 
 
 def test_the_routes_read_the_context(client: TestClient, calls: Calls, holder: StateHolder) -> None:
@@ -147,7 +143,6 @@ def test_the_routes_read_the_context(client: TestClient, calls: Calls, holder: S
     assert "gateway_maintenance_active 1\n" in metrics and "gateway_state_version 1\n" in metrics
     assert client.get("/_gateway/maintenance/history", params={"limit": 3}, headers=AUTH).json() == {"changes": [{"version": 1}]}
     assert calls.history_limits == [3]
-    assert client.get("/_gateway/status").text == "the status feed"
     assert client.get("/_gateway/openapi.json").json()["openapi"].startswith("3.")
 
 
@@ -264,3 +259,28 @@ async def state_changes_apply_here_and_log_what_happened(caplog: pytest.LogCaptu
     assert not same.changed and same.replaced is None and same.new is same.old and same.new.version == 2
     assert [record.__dict__["event"] for record in caplog.records] == ["admin_change", "admin_change", "admin_unchanged"]
     assert await changes.history(5) == store.history(5) and len(store.history()) == 2
+
+
+@pytest.mark.parametrize(
+    ("asked", "sent_back_to"),
+    [("/shop/cart?item=3", "/shop/cart?item=3"), ("//evil.example/", "/"), ("https://evil.example/", "/"), (None, "/")],
+)
+def test_the_bypass_form_sends_the_browser_back_where_it_came_from(client: TestClient, asked: str | None, sent_back_to: str) -> None:
+    params = {"next": asked} if asked is not None else {}
+    form = client.get("/_gateway/bypass", params=params).text
+    assert f'<input type="hidden" name="next" value="{html.escape(sent_back_to, quote=True)}">' in form
+    taken = client.post(
+        "/_gateway/bypass",
+        params=params,
+        data={"secret": "bypass-secret-0123456789", "next": sent_back_to},
+        follow_redirects=False,
+    )
+    assert taken.status_code == 303 and taken.headers["location"] == sent_back_to
+
+
+@pytest.mark.parametrize("body", [{"enabled": False}, {"enabled": True, "message": "once more"}])
+def test_a_state_at_the_last_version_is_a_400_naming_it_never_a_500(body: dict[str, Any]) -> None:
+    last = MaintenanceState(enabled=True, version=MAX_VERSION)
+    with pytest.raises(RequestError) as refused:
+        next_state(last, body, now=time.time(), actor="ops")
+    assert refused.value.status == 400 and refused.value.field == "version"

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from gateway.admin.changes import FIELDS
+from gateway.admin.changes import CHANGE_FIELDS as FIELDS
 from gateway.app import Gateway
 from gateway.settings import load_settings
 from gateway.stores.memory import MemoryStore

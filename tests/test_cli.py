@@ -200,3 +200,18 @@ def test_status_and_history_print_one_line_per_field_whatever_the_store_holds(tm
     assert "release 42\\nmaintenance: off\\u2028maintenance: off\\u202e\\u200f\\r" in status
     history = cli("history", store=store).stdout
     assert len(history.splitlines()) == 1 and "\u2028" not in history and "\\nv9" in history, history
+
+
+def test_the_command_line_loads_no_web_framework() -> None:
+    """The operator's command starts without the admin app (Starlette) it never serves."""
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, gateway.cli.commands; print(sorted(name for name in sys.modules if name.split('.')[0] == 'starlette'))"],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

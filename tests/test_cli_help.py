@@ -6,7 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
-from gateway.cli.parser import build_parser
+from gateway.admin.changes import CHANGE_FIELDS
+from gateway.cli.parser import FIELD_FLAGS, build_parser
 from gateway.settings import FIELDS
 from tests.support import cli
 
@@ -59,3 +60,14 @@ def test_top_level_help_explains_exit_codes_times_and_the_way_to_the_state(tmp_p
         assert example in text, example
     for command in EXPECTED_OPTIONS:
         assert command in text
+
+
+def test_the_flags_of_a_change_store_their_values_as_the_fields_of_the_request() -> None:
+    """What lets a refusal that names a field (``starts_at``) name the flag typed (``--from``)."""
+    assert set(FIELD_FLAGS) <= {*CHANGE_FIELDS, "limit"}
+    typed = ["--message", "m", "--for", "1h", "--from", "+1h", "--mode", "read-only", "--paths", "/a/", "--reason", "r"]
+    on = vars(build_parser().parse_args(["on", *typed]))
+    flag_of = {field: flag for field, flag in FIELD_FLAGS.items() if on.get(field) is not None}
+    assert sorted(flag_of.values()) == sorted(typed[::2])
+    history = vars(build_parser().parse_args(["history", "--limit", "7"]))
+    assert history["limit"] == 7 and FIELD_FLAGS["limit"] == "--limit"

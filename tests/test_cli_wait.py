@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import socket
+import threading
 import time
 from pathlib import Path
 
 import httpx
 
+from gateway.cli.waiting import CONFIRMATIONS
 from tests.support import SUPPORT_ADMIN_TOKEN, Gateway, cli, free_port
 
 # Slow enough that a request sent right after the store is written would still be forwarded.
 REFRESH_INTERVAL = "1.5"
+# Long enough that a gateway that did not take the change lags well behind the one that did.
+LAGGING_REFRESH = "4"
 
 
 def test_on_and_off_say_when_the_gateways_follow(tmp_path: Path) -> None:
@@ -49,17 +56,57 @@ def test_wait_returns_once_the_local_gateway_serves_the_change(log_dir: Path, ra
     assert warned["upcoming"] is True
 
 
-def test_wait_through_the_url_polls_the_gateway_health(log_dir: Path, raw_upstream: str) -> None:
-    gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_REFRESH_INTERVAL": REFRESH_INTERVAL}, name="gateway-cli-wait-url")
-    remote = {"GATEWAY_ADMIN_URL": gateway.url, "GATEWAY_ADMIN_TOKEN": SUPPORT_ADMIN_TOKEN}
+class RoundRobin:
+    """A load balancer on loopback: each connection goes to the next of ``ports``, as an ALB
+    spreads the CLI's calls over the tasks."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = itertools.cycle(ports)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            backend = socket.create_connection(("127.0.0.1", next(self.ports)))
+            for source, target in ((client, backend), (backend, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_wait_through_the_url_returns_once_every_gateway_behind_it_serves_the_change(log_dir: Path, raw_upstream: str) -> None:
+    # Two gateways on one store behind a load balancer: the one that takes the change serves it
+    # at once, the other only after its next read of the store, LAGGING_REFRESH seconds apart.
+    first = Gateway(log_dir, raw_upstream, {"GATEWAY_REFRESH_INTERVAL": LAGGING_REFRESH}, name="gateway-cli-wait-a")
+    second = Gateway(
+        log_dir, raw_upstream, {"GATEWAY_REFRESH_INTERVAL": LAGGING_REFRESH, "GATEWAY_STORE": f"file:{first.state_path}"}, name="gateway-cli-wait-b"
+    )
+    balancer = RoundRobin([first.port, second.port])
+    remote = {"GATEWAY_ADMIN_URL": balancer.url, "GATEWAY_ADMIN_TOKEN": SUPPORT_ADMIN_TOKEN}
     try:
-        on = cli("on", "--wait", "10", store=gateway.state_path, env=remote)
-        during = httpx.get(f"{gateway.url}/echo")
+        on = cli("on", "--wait", "15", store=first.state_path, env=remote)
+        served = [gateway.health()["state"]["version"] for gateway in (first, second)]
     finally:
-        gateway.stop()
+        balancer.close()
+        first.stop()
+        second.stop()
     assert on.returncode == 0, on.stderr
-    assert "gateways serve it now" in on.stdout
-    assert during.status_code == 503
+    assert f"gateways serve it now ({CONFIRMATIONS} answers in a row from {balancer.url}/_gateway/health)" in on.stdout, on.stdout
+    assert served == [1, 1]
 
 
 def test_wait_that_times_out_is_a_failure(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.forwarding import bypass_prefixes, matches_bypass_path, valid_host, without_cookie
+from gateway.forwarding import segment_prefixes, under_segment_prefixes, valid_host, without_cookie
 from gateway.state import switched_off, switched_on
 from gateway.stores import change_state
 from tests.raw_http import RawUpstream, read_head
@@ -464,5 +464,5 @@ def test_only_the_named_cookie_is_removed() -> None:
     ],
 )
 def test_bypass_path_rules(path: str, matches: bool) -> None:
-    prefixes, exact = bypass_prefixes(("/webhooks/", "/health"))
-    assert matches_bypass_path(path, prefixes, exact) is matches
+    prefixes, exact = segment_prefixes(("/webhooks/", "/health"))
+    assert under_segment_prefixes(path, prefixes, exact) is matches

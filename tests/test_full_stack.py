@@ -28,9 +28,9 @@ import httpx
 import pytest
 
 from tests.browser import call_from
+from tests.dockerfile_reader import exec_form, final_stage
 from tests.stack import NGINX_IMAGE_ENV, NGINX_TEMPLATE_PATH, envsubst_like_the_nginx_image, render, task_definition_api
 from tests.support import AWS_ENV, BIN, DJANGO_DIR, FRONT_ORIGIN, NGINX_MAIN, DynamoDBServer, ServerProcess, base_env, free_port
-from tests.dockerfile_reader import exec_form, final_stage
 
 TOKEN = "stack-admin-token-0123456789"
 SECRET_VALUES = {"GATEWAY_ADMIN_TOKENS": f"ops:{TOKEN}", "GATEWAY_BYPASS_SECRET": "stack-bypass-secret-0123456789"}

@@ -118,13 +118,8 @@ def test_healthcheck_command_exit_codes(raw_gateway: Gateway) -> None:
     assert "unhealthy" in down.stderr
 
 
-class StoreThatFailsToClose(MemoryStore):
-    def close(self) -> None:
-        raise OSError("the store's connection pool would not close")
-
-
-def test_a_failed_shutdown_is_reported_to_the_server_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    app = App(load_settings({}), store=StoreThatFailsToClose())
+def start_and_stop(app: App) -> list[dict[str, Any]]:
+    """Drive the app's ASGI lifespan through a start and a stop; what it sent the server."""
     incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
     sent: list[dict[str, Any]] = []
 
@@ -134,9 +129,38 @@ def test_a_failed_shutdown_is_reported_to_the_server_and_logged(caplog: pytest.L
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    caplog.set_level(logging.ERROR, logger="gateway")
     asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))  # type: ignore[arg-type]
+    return sent
+
+
+class StoreThatFailsToClose(MemoryStore):
+    def close(self) -> None:
+        raise OSError("the store's connection pool would not close")
+
+
+def test_a_failed_shutdown_is_reported_to_the_server_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    app = App(load_settings({}), store=StoreThatFailsToClose())
+    caplog.set_level(logging.ERROR, logger="gateway")
+    sent = start_and_stop(app)
     assert [message["type"] for message in sent] == ["lifespan.startup.complete", "lifespan.shutdown.failed"]
     assert "would not close" in sent[1]["message"]
     [record] = [record for record in caplog.records if record.__dict__.get("event") == "shutdown_failed"]
     assert "would not close" in record.getMessage()
+
+
+def test_a_failing_step_of_the_shutdown_does_not_leave_the_others_open() -> None:
+    store = StoreThatFailsToClose()
+    app = App(load_settings({}), store=store)
+    closed = []
+
+    async def refresher_fails() -> None:
+        raise RuntimeError("the refresher would not stop")
+
+    app.refresher.stop = refresher_fails  # type: ignore[method-assign]
+    pool_close = app.pool.close
+    app.pool.close = lambda: (closed.append("pool"), pool_close())[1]  # type: ignore[method-assign]
+    sent = start_and_stop(app)
+    assert closed == ["pool"]
+    assert sent[-1]["type"] == "lifespan.shutdown.failed"
+    # Both failures are named: the refresher's, and the store's close that still ran after it.
+    assert "would not stop" in sent[-1]["message"] and "would not close" in sent[-1]["message"]

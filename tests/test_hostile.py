@@ -296,6 +296,10 @@ TARGETS_AND_METHODS = {
     "leading empty line": b"\r\nGET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     "double space in the request line": b"GET  /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     "double space before the version": b"GET /echo  HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    # White space after a value is not part of it (RFC 9110 5.5); httptools keeps it, h11 drops it.
+    "space after the content-length": b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1 \r\n\r\nx",
+    "tab after the content-length": b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1\t\r\n\r\nx",
+    "space after the host": b"GET /echo HTTP/1.1\r\nHost: a \r\nConnection: close\r\n\r\n",
 }
 
 

@@ -420,3 +420,22 @@ def test_a_body_that_ends_after_the_answer_leaves_the_connection_to_keep_alive(p
     finished = (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n", b"abc")
     # Past both the body's and the head's timeouts: the connection is idle, as after any answer.
     assert observe(protocol_class, answer_without_reading, finished, HEADER_TIMEOUT * 2) == [([503], False)]
+
+
+@pytest.mark.parametrize("protocol_class", PROTOCOLS)
+def test_blank_lines_between_requests_do_not_keep_a_connection_open(protocol_class: ProtocolClass) -> None:
+    keep_alive = 0.4
+
+    async def run() -> tuple[list[int], bool]:
+        connection = Connection(protocol_class, EchoApp())
+        connection.protocol.timeout_keep_alive = keep_alive
+        await connection.send(head(b"/", b"Host: a"))
+        # A bare CRLF (which parsers skip before a request line) every tenth of the keep-alive time.
+        for _ in range(12):
+            await asyncio.sleep(keep_alive / 10)
+            await connection.send(b"\r\n")
+        # Closed by now: the keep-alive time ran from the answer, not from the last blank line.
+        await asyncio.sleep(keep_alive / 4)
+        return connection.statuses, connection.transport.closed
+
+    assert asyncio.run(run()) == ([200], True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,14 +25,16 @@ START_TIMEOUT = 60.0
 
 
 class Example:
-    """scripts/run-example.sh in its own process group, its output in a file."""
+    """scripts/run-example.sh in its own process group, its output in a file; ``script`` may be
+    a copy of it in another tree."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str], args: list[str]) -> None:
+    def __init__(self, tmp_path: Path, env: dict[str, str], args: list[str], script: Path = SCRIPT, store: bool = True) -> None:
         self.output_path = tmp_path / "run-example.out"
+        store_env = {"GATEWAY_STORE": f"file:{tmp_path / 'state.json'}"} if store else {}
         with self.output_path.open("wb") as output:
             self.process = subprocess.Popen(
-                [str(SCRIPT), *args],
-                env={**base_env(), "GATEWAY_STORE": f"file:{tmp_path / 'state.json'}", **env},
+                [str(script), *args],
+                env={**base_env(), **store_env, **env},
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -148,3 +151,91 @@ def test_make_run_stops_when_django_does_not_start(tmp_path: Path, ports: dict[s
     assert "Django" in output and "did not start" in output, output
     assert "Django on" not in output
     assert not port_open(ports["gateway"])
+
+
+def test_make_run_names_its_store_so_the_suggested_command_works_from_anywhere(tmp_path: Path, ports: dict[str, int]) -> None:
+    # A tree of its own (the script, and links to the environment and the example app), so the
+    # store the script chooses is not the checkout's.
+    tree = tmp_path / "tree"
+    (tree / "scripts").mkdir(parents=True)
+    shutil.copy2(SCRIPT, tree / "scripts" / SCRIPT.name)
+    for name in (".venv", "examples"):
+        (tree / name).symlink_to(ROOT / name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {
+        "EXAMPLE_DJANGO_PORT": str(ports["django"]),
+        "EXAMPLE_ASGI_PORT": str(ports["asgi"]),
+        "GATEWAY_PORT": str(ports["gateway"]),
+    }
+    assert "GATEWAY_STORE" not in base_env()
+    example = Example(tmp_path, env, [], script=tree / "scripts" / SCRIPT.name, store=False)
+    try:
+        hint = example.wait_for_line(r"Try: .*")
+        store = f"GATEWAY_STORE=file:{tree}/maintenance-state.json"
+        assert store in hint, hint
+        command = hint.split("   then   ", 1)[1]
+        deadline = time.monotonic() + START_TIMEOUT
+        while not port_open(ports["gateway"]) and time.monotonic() < deadline:
+            assert example.process.poll() is None, example.output()
+            time.sleep(0.1)
+        # As the newcomer pastes it, in another directory and another shell.
+        switched = subprocess.run(["bash", "-c", command], cwd=elsewhere, env=base_env(), capture_output=True, text=True, timeout=30)
+        assert switched.returncode == 0, switched.stderr
+        deadline = time.monotonic() + 10
+        while (answer := httpx.get(f"http://127.0.0.1:{ports['gateway']}/api/hello", timeout=10)).status_code != 503:
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.2)
+    finally:
+        example.stop()
+    assert (tree / "maintenance-state.json").exists() and not (elsewhere / "maintenance-state.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("same", "variables"),
+    [
+        (("django", "asgi"), ("EXAMPLE_DJANGO_PORT", "EXAMPLE_ASGI_PORT")),
+        (("django", "gateway"), ("EXAMPLE_DJANGO_PORT", "GATEWAY_PORT")),
+        (("asgi", "gateway"), ("EXAMPLE_ASGI_PORT", "GATEWAY_PORT")),
+    ],
+)
+def test_make_run_refuses_one_port_for_two_of_its_servers(
+    tmp_path: Path, ports: dict[str, int], same: tuple[str, str], variables: tuple[str, str]
+) -> None:
+    ports[same[1]] = ports[same[0]]
+    env = {
+        "EXAMPLE_DJANGO_PORT": str(ports["django"]),
+        "EXAMPLE_ASGI_PORT": str(ports["asgi"]),
+        "GATEWAY_PORT": str(ports["gateway"]),
+    }
+    example = Example(tmp_path, env, [])
+    try:
+        assert example.process.wait(START_TIMEOUT) == 2, example.output()
+    finally:
+        example.stop()
+    output = example.output()
+    assert all(variable in output for variable in variables) and "same port" in output, output
+    assert "Django on" not in output
+
+
+@pytest.mark.parametrize("port", [" 18101", "8_080", "+80", "0", "65536", "80x"])
+@pytest.mark.parametrize("how", ["--port=", "GATEWAY_PORT", "EXAMPLE_ASGI_PORT"])
+def test_make_run_refuses_a_port_that_is_not_a_number(tmp_path: Path, ports: dict[str, int], port: str, how: str) -> None:
+    env = {
+        "EXAMPLE_DJANGO_PORT": str(ports["django"]),
+        "EXAMPLE_ASGI_PORT": str(ports["asgi"]),
+        "GATEWAY_PORT": str(ports["gateway"]),
+    }
+    args: list[str] = []
+    if how == "--port=":
+        args = [f"--port={port}"]
+    else:
+        env[how] = port
+    example = Example(tmp_path, env, args)
+    try:
+        assert example.process.wait(START_TIMEOUT) == 2, example.output()
+    finally:
+        example.stop()
+    output = example.output()
+    assert how.rstrip("=") in output and "1..65535" in output, output
+    assert "Django on" not in output

@@ -107,3 +107,9 @@ def test_the_gateway_answers_cors_as_django_does(django_gateway: Gateway, origin
         django_exposed = {h.strip().lower() for h in from_django.headers["access-control-expose-headers"].split(",")}
         gateway_exposed = {h.strip().lower() for h in from_gateway.headers["access-control-expose-headers"].split(",")}
         assert django_exposed <= gateway_exposed
+
+
+def test_white_space_after_an_origin_is_not_part_of_it() -> None:
+    # RFC 9110 5.5: httptools keeps it, h11 drops it; both parsers' requests get the same answer.
+    cors = policy(cors_allowed_origins="https://app.example", cors_allow_credentials="true")
+    assert cors.allow_origin_value(b"https://app.example \t") == b"https://app.example"

@@ -41,10 +41,11 @@ def test_round_trip_through_the_environment() -> None:
         ("GATEWAY_UPSTREAM_URL", "http://django:8000/app", "path"),
         ("GATEWAY_STORE", "s3://bucket/key", "unknown store"),
         ("GATEWAY_STORE", "file:", "needs a path"),
-        ("GATEWAY_REFRESH_INTERVAL", "-1", "expected a number greater than 0 and at most 3600"),
-        ("GATEWAY_REFRESH_INTERVAL", "soon", "expected a number greater than 0"),
-        ("GATEWAY_REFRESH_INTERVAL", "nan", "expected a number greater than 0"),
-        ("GATEWAY_REFRESH_INTERVAL", "inf", "expected a number greater than 0"),
+        ("GATEWAY_REFRESH_INTERVAL", "-1", "expected a number from 0.01 to 3600"),
+        ("GATEWAY_REFRESH_INTERVAL", "1e-300", "expected a number from 0.01 to 3600"),
+        ("GATEWAY_REFRESH_INTERVAL", "soon", "expected a number from 0.01"),
+        ("GATEWAY_REFRESH_INTERVAL", "nan", "expected a number from 0.01"),
+        ("GATEWAY_REFRESH_INTERVAL", "inf", "expected a number from 0.01"),
         ("GATEWAY_PORT", "99999", "expected a whole number from 1 to 65535"),
         ("GATEWAY_PORT", "80.5", "expected a whole number from 1 to 65535"),
         ("GATEWAY_BYPASS_IPS", "10.0.0.0/33", "not an IP address or CIDR"),
@@ -58,6 +59,13 @@ def test_round_trip_through_the_environment() -> None:
         ("GATEWAY_PORT", "0", "expected a whole number from 1 to 65535"),
         ("GATEWAY_MAINTENANCE_PAGE", "/no/such/page.html", "no such file"),
         ("GATEWAY_BYPASS_PATHS", "webhooks", "does not start with /"),
+        ("GATEWAY_BYPASS_PATHS", "/webhooks/,/", "names the whole site"),
+        ("GATEWAY_BYPASS_PATHS", "/webhooks/../admin", "'.' or '..' segment"),
+        ("GATEWAY_ADMIN_PREFIX", "/a/../b", "without empty, '.' or '..' segments"),
+        ("GATEWAY_ADMIN_PREFIX", "/a//b", "without empty, '.' or '..' segments"),
+        # Bytes that are not UTF-8 in the environment arrive as lone surrogates.
+        ("GATEWAY_MAINTENANCE_MESSAGE", "Back \udce9 soon", "not valid UTF-8"),
+        ("GATEWAY_STORE", "file:/tmp/" + "a" * 300 + "/state.json", "cannot be checked"),
         ("GATEWAY_UPSTREAM_URLL", "http://x", "unknown setting; did you mean GATEWAY_UPSTREAM_URL?"),
         ("GATEWAY_REFRESH_INTERVALL", "5", "unknown setting; did you mean GATEWAY_REFRESH_INTERVAL?"),
     ],
@@ -158,12 +166,12 @@ def test_every_number_setting_has_a_range_it_enforces(field: Field) -> None:
     low, high = field.bounds  # a number setting without a range has no bounds to unpack
     assert high < float("inf")
     whole = typing.get_type_hints(Settings)[field.name] is int
-    smallest = low + 1 if field.low_excluded and whole else low + 0.001 if field.low_excluded else low
-    for accepted in (smallest, high):
+    for accepted in (low, high):
         text = str(int(accepted)) if whole else repr(float(accepted))
         assert getattr(load_settings({field.env: text}), field.name) == accepted
-    below = [low] if field.low_excluded else [low - 1]
-    for refused in [*below, high + 1, float("inf"), float("nan")]:
+    # Just below the lowest: a whole number less, or half the way to zero (a hundredth below zero).
+    below = low - 1 if whole else low - max(low / 2, 0.01)
+    for refused in [below, high + 1, float("inf"), float("nan")]:
         text = str(int(refused)) if whole and refused == refused and abs(refused) != float("inf") else str(refused)
         with pytest.raises(ConfigError) as caught:
             load_settings({field.env: text})

@@ -138,6 +138,25 @@ def test_file_store_never_creates_directories(tmp_path: Path) -> None:
     assert FileStore(str(tmp_path / "state.json")).read() == MaintenanceState()
 
 
+def test_a_change_keeps_the_state_file_readable_and_a_symlink_shared(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    first = FileStore(str(shared / "state.json"))
+    change_state(first, lambda s: switched_on(s, now=NOW, actor="a"))
+    # Readable by gateways running as another user (a temporary file alone would be 0600).
+    assert (shared / "state.json").stat().st_mode & 0o777 == 0o644
+    (shared / "state.json").chmod(0o640)
+    linked_dir = tmp_path / "etc"
+    linked_dir.mkdir()
+    (linked_dir / "state.json").symlink_to(shared / "state.json")
+    through_link = FileStore(str(linked_dir / "state.json"))
+    change_state(through_link, lambda s: switched_off(s, now=NOW + 1, actor="b"))
+    # The file the link names was changed, with its mode; the link is still a link.
+    assert (linked_dir / "state.json").is_symlink()
+    assert first.read().enabled is False and first.read().version == 2
+    assert (shared / "state.json").stat().st_mode & 0o777 == 0o640
+
+
 def _race(path: str, results) -> None:  # runs in another process
     store = FileStore(path)
     current = store.read()

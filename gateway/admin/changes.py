@@ -23,15 +23,23 @@ from gateway.state import (
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_DURATION_SECONDS = 366 * 86400
-FIELDS = ("enabled", "mode", "message", "starts_at", "ends_at", "duration_seconds", "reason", "scope")
+CHANGE_FIELDS = ("enabled", "mode", "message", "starts_at", "ends_at", "duration_seconds", "reason", "scope")
 # What turning maintenance off takes; the other fields describe a window and mean nothing then.
 OFF_FIELDS = ("enabled", "reason")
 # A window shorter than this would end as it is written (times are kept to the millisecond).
 MIN_DURATION_SECONDS = 1
+# The history records one read returns: the admin API's ``limit`` and the CLI's ``--limit``.
+DEFAULT_HISTORY_LIMIT = 20
+MAX_HISTORY_LIMIT = 500
 
 
 def invalid(field: str, message: str) -> RequestError:
     return RequestError(400, "invalid_field", f"{field}: {message}", field)
+
+
+def field_problem(field: str, message: str) -> str:
+    """What an ``invalid`` error's message says about ``field``, without the field's name."""
+    return message.removeprefix(f"{field}: ")
 
 
 def parse_json_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
@@ -46,9 +54,9 @@ def parse_json_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
         raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RequestError(400, "invalid_json", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(FIELDS))
+    unknown = sorted(set(body) - set(CHANGE_FIELDS))
     if unknown:
-        raise RequestError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected some of {', '.join(FIELDS)}", unknown[0])
+        raise RequestError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected some of {', '.join(CHANGE_FIELDS)}", unknown[0])
     return body
 
 
@@ -103,10 +111,15 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
     reason = _text(body, "reason", MAX_REASON_LENGTH)
     if not enabled:
         # Refused rather than dropped: a message sent with "enabled": false would be lost unseen.
-        ignored = [field for field in FIELDS if field not in OFF_FIELDS and body.get(field) is not None]
+        ignored = [field for field in CHANGE_FIELDS if field not in OFF_FIELDS and body.get(field) is not None]
         if ignored:
             raise invalid(ignored[0], "has no meaning when turning maintenance off (\"enabled\": false)")
-        return current if not current.enabled else switched_off(current, now=now, actor=actor, reason=reason)
+        if not current.enabled:
+            return current
+        try:
+            return switched_off(current, now=now, actor=actor, reason=reason)
+        except StateError as exc:  # the stored version is the last one a state can have
+            raise invalid(exc.field, exc.reason) from None
     try:
         mode = parse_mode(body.get("mode", "full"))
     except StateError as exc:

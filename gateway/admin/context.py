@@ -7,17 +7,34 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from starlette.types import ASGIApp
-
-from gateway.admin.auth import FailureLimiter
 from gateway.admin.state_changes import ChangeOutcome
 from gateway.bypass import BypassSecret
 from gateway.errors import UpstreamError
+from gateway.failure_limit import FailureLimiter
 from gateway.forwarding import TrustedPeers
 from gateway.metrics import Metrics
-from gateway.refresher import StateHolder
 from gateway.state import MaintenanceState
 from gateway.upstream import UpstreamPool
+
+
+class StateReadings(Protocol):
+    """What the admin endpoints read of this process's state (``refresher.StateHolder`` is one):
+    read only, so a change goes through ``change_state`` (the store, the audit line) or not at all."""
+
+    @property
+    def state(self) -> MaintenanceState: ...
+    @property
+    def loaded(self) -> bool: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def reads(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
+    def store_status(self) -> str: ...
+    def age(self) -> float | None: ...
 
 
 class ChangeState(Protocol):
@@ -40,14 +57,13 @@ class AdminContext:
     # GATEWAY_FAIL_MODE=closed: not ready until the state was read.
     fail_closed: bool
     store_description: str
-    holder: StateHolder
+    holder: StateReadings
     metrics: Metrics
     # The process's own gauges (requests in flight, upstream connections); the state's are read from the holder.
     gauges: Callable[[], dict[str, float | None]]
     trusted: TrustedPeers
     failure_limiter: FailureLimiter
     bypass: BypassSecret
-    status_feed: ASGIApp
     change_state: ChangeState
     # None when a connection to the upstream opens, else why not.
     probe_upstream: Callable[[], Awaitable[str | None]]

@@ -1,5 +1,6 @@
-"""Applying an operator's change: the conditional write, this process's copy of the state,
-and the audit line; and reading the history of changes."""
+"""Applying an operator's change: the conditional write (``apply_operator_change``, which the
+CLI calls on the store directly), and for the admin API this process's copy of the state and the
+audit line; and reading the history of changes."""
 
 from __future__ import annotations
 
@@ -18,15 +19,36 @@ from gateway.stores import Store, apply_change, call_off_loop
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChangeOutcome:
     """What a change did: the state before and after (the same object when nothing was written),
-    and the window it replaced, if it replaced one that was on (see ``replaced_window``)."""
+    and the window it replaced, if it replaced one that was on (see ``replaced_window``).
 
-    old: MaintenanceState
+    ``old`` is None for a change a gateway made, whose answer says what it wrote but not what was there.
+    """
+
+    old: MaintenanceState | None
     new: MaintenanceState
     replaced: MaintenanceState | None = None
 
     @property
     def changed(self) -> bool:
         return self.new is not self.old
+
+
+def written_at(state: MaintenanceState) -> float:
+    """When ``state`` was written (now, for one that never was): the time a change is judged at."""
+    return state.updated_at if state.updated_at is not None else time.time()
+
+
+def apply_operator_change(
+    store: Store, build: Callable[[MaintenanceState], MaintenanceState], expected: int | None = None
+) -> ChangeOutcome:
+    """Write the state ``build`` makes of the stored one, conditionally (``expected``: the
+    version the operator saw, or None), and say what the write did. Blocking: off the event
+    loop in the gateway, straight on the store in the CLI."""
+    old, new = apply_change(store, build, expected)
+    if new is old:
+        return ChangeOutcome(old, new)
+    # Judged at the write's own time: a window that was upcoming then was still on when replaced.
+    return ChangeOutcome(old, new, replaced_window(old, new, written_at(new)))
 
 
 class StateChanges:
@@ -44,29 +66,27 @@ class StateChanges:
         client: str,
     ) -> ChangeOutcome:
         """Write the next state conditionally, apply it here at once, and log the change for the audit."""
-        old, new = await call_off_loop(apply_change, self.store, build, expected)
+        outcome = await call_off_loop(apply_operator_change, self.store, build, expected)
         # The other tasks follow at their next refresh; this one need not wait (and a state read
         # for a change that wrote nothing is still the freshest this process has seen).
-        self.holder.apply(new, source=f"admin API ({token_name})")
-        if new is old:
+        self.holder.apply(outcome.new, source=f"admin API ({token_name})")
+        if not outcome.changed:
             self.audit.info(
                 "maintenance unchanged: the admin API asked for the stored state",
-                extra={"event": "admin_unchanged", "token_name": token_name, "client": client, "version": old.version},
+                extra={"event": "admin_unchanged", "token_name": token_name, "client": client, "version": outcome.new.version},
             )
-            return ChangeOutcome(old, new)
+            return outcome
         self.audit.info(
             "maintenance changed through the admin API",
             extra={
                 "event": "admin_change",
                 "token_name": token_name,
                 "client": client,
-                "old": old.to_item(),
-                "new": new.to_item(),
+                "old": outcome.old.to_item() if outcome.old is not None else None,
+                "new": outcome.new.to_item(),
             },
         )
-        # Judged at the write's own time: a window that was upcoming then was still on when replaced.
-        now = new.updated_at if new.updated_at is not None else time.time()
-        return ChangeOutcome(old, new, replaced_window(old, new, now))
+        return outcome
 
     async def history(self, limit: int) -> list[dict[str, Any]]:
         return await call_off_loop(self.store.history, limit)

@@ -10,19 +10,23 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from gateway.admin.routes import MAX_HISTORY_LIMIT
-from gateway.cli.client import admin_base_url
+from gateway.admin.changes import MAX_HISTORY_LIMIT
+from gateway.cli.client import admin_base_url, clean_token
 from gateway.errors import StateError
 from gateway.state import MAX_TIME, parse_scope, parse_time
 
 Value = TypeVar("Value")
 
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# ASCII digits only: "²" and "١" are digits to str.isdigit and \\d, but not to int() or float().
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.ASCII)
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+# The longest wait a container health check may need; an ECS check gives up after its own timeout anyway.
+MAX_HEALTHCHECK_TIMEOUT = 60.0
 
 
 def _seconds(text: str) -> float | None:
     """``90``, ``90s``, ``30m``, ``2h``, ``1h30m``, ``1d`` as seconds; None for anything else."""
-    if text.isdigit():
+    if _WHOLE_NUMBER.fullmatch(text):
         return float(text)
     match = _DURATION.fullmatch(text)
     if not text or match is None:
@@ -64,6 +68,9 @@ def _checked(parse: Callable[[], Value | None], when_empty: str) -> Value:
         value = parse()
     except StateError as exc:
         raise argparse.ArgumentTypeError(exc.reason) from None
+    except ValueError:
+        # A check that did not expect such text: what is expected still names the problem.
+        raise argparse.ArgumentTypeError(when_empty) from None
     if value is None:
         raise argparse.ArgumentTypeError(when_empty)
     return value
@@ -71,9 +78,34 @@ def _checked(parse: Callable[[], Value | None], when_empty: str) -> Value:
 
 def parse_limit(text: str) -> int:
     """How many history records: as many as the admin API would send."""
-    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_HISTORY_LIMIT:
-        raise argparse.ArgumentTypeError(f"expected 1..{MAX_HISTORY_LIMIT}")
-    return int(text)
+    value = text.strip()
+    if not _WHOLE_NUMBER.fullmatch(value) or not 1 <= int(value) <= MAX_HISTORY_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected 1..{MAX_HISTORY_LIMIT}, not {ascii(text[:64])}")
+    return int(value)
+
+
+def parse_timeout(text: str) -> float:
+    """Seconds to wait for an answer: finite, above zero, at most ``MAX_HEALTHCHECK_TIMEOUT``."""
+    expected = f"expected seconds above 0 and at most {seconds_text(MAX_HEALTHCHECK_TIMEOUT)}, not {ascii(text[:64])}"
+    value = text.strip()
+    if not value.isascii():
+        raise argparse.ArgumentTypeError(expected)
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(expected) from None
+    # Also nan (no comparison holds) and inf, which the socket layer cannot take.
+    if not 0 < seconds <= MAX_HEALTHCHECK_TIMEOUT:
+        raise argparse.ArgumentTypeError(expected)
+    return seconds
+
+
+def parse_token(text: str) -> str:
+    """An admin token (--token) as ``clean_token`` leaves it."""
+    try:
+        return clean_token(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_url(text: str) -> str:

@@ -6,9 +6,9 @@ from typing import Any
 
 import httpx
 
+from gateway.cli.output import shown
 from gateway.errors import AdminError, GatewayUnreachable
-
-DEFAULT_PREFIX = "/_gateway"
+from gateway.settings import DEFAULT_ADMIN_PREFIX
 
 
 def admin_base_url(text: str) -> str:
@@ -26,7 +26,23 @@ def admin_base_url(text: str) -> str:
     if url.scheme not in ("http", "https") or not url.host or not 0 < (url.port or 80) < 65536 or url.query or url.fragment:
         raise ValueError(expected)
     base = value.rstrip("/")
-    return base + DEFAULT_PREFIX if url.path in ("", "/") else base
+    return base + DEFAULT_ADMIN_PREFIX if url.path in ("", "/") else base
+
+
+def clean_token(text: str) -> str:
+    """An admin token without the white space around it (a secret made with ``echo`` ends in a
+    newline), or ValueError for one that cannot go in a header: the message never holds the token."""
+    token = text.strip()
+    if not token.isascii() or not token.isprintable():
+        raise ValueError("the admin token may hold printable ASCII only (it has a control or non-ASCII character)")
+    return token
+
+
+# What every state the admin API sends holds.
+_STATE_KEYS = ("version", "enabled", "mode")
+_ADDRESS_HINT = "give the gateway's address, e.g. http://host:8080"
+# What the socket layer says of a connection is safe to show; a protocol error may quote a header.
+_SAFE_TO_SHOW = (httpx.TimeoutException, httpx.NetworkError)
 
 
 class AdminClient:
@@ -35,23 +51,33 @@ class AdminClient:
     def __init__(self, base: str, token: str | None, timeout: float = 10.0) -> None:
         self.base = base
         self._headers = {"accept": "application/json"}
+        self._token = token
         if token:
             self._headers["authorization"] = f"Bearer {token}"
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _request(self, method: str, path: str, expected: tuple[str, ...], **kwargs: Any) -> dict[str, Any]:
+        """The answer's JSON object; GatewayUnreachable unless it holds the ``expected`` keys (or is a refusal)."""
         # One connection per call (no pooled client): behind a load balancer each call may reach
         # another task, which is what --wait needs to see every task serve a change.
         try:
             response = httpx.request(method, self.base + path, headers=self._headers, timeout=self.timeout, **kwargs)
         except httpx.HTTPError as exc:
-            # The message names the URL, never the token.
-            raise GatewayUnreachable(f"cannot reach the gateway at {self.base}: {type(exc).__name__}: {exc}") from None
+            # The message names the URL, never the token: only the socket layer's own words are shown.
+            said = f": {self._without_token(str(exc))}" if isinstance(exc, _SAFE_TO_SHOW) and str(exc) else ""
+            raise GatewayUnreachable(f"cannot reach the gateway at {self.base}: {type(exc).__name__}{said}") from None
         media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         try:
             payload = response.json() if media == "application/json" else None
         except ValueError:
             payload = None
+        if response.status_code == 404:
+            # The admin API answers each of its paths; a 404 (the gateway's own, Django's, a
+            # pasted endpoint URL taken for a prefix, a gateway whose admin API is off) says
+            # there is no admin API at this base.
+            message = payload.get("message") if isinstance(payload, dict) else None
+            said = f": {shown(message[:200])}" if isinstance(message, str) else ""
+            raise GatewayUnreachable(f"no maintenance-gateway admin API at {self.base} (HTTP 404, {media or 'no content type'}{said}); {_ADDRESS_HINT}")
         if not isinstance(payload, dict):
             # Django's 404 page, a proxy's error page: another server answers there. Its body is
             # not shown: a page of HTML says nothing the status and type do not.
@@ -60,21 +86,31 @@ class AdminClient:
             )
         if response.status_code >= 400:
             raise AdminError(response.status_code, payload)
+        if not all(key in payload for key in expected):
+            # Another JSON server (an app's echo endpoint) answers 200 too.
+            raise GatewayUnreachable(
+                f"no maintenance-gateway admin API at {self.base} (its answer has no {', '.join(expected)}); {_ADDRESS_HINT}"
+            )
         return payload
 
+    @property
+    def has_token(self) -> bool:
+        """Whether health answers with the details (the state served, the store read)."""
+        return bool(self._token)
+
+    def _without_token(self, text: str) -> str:
+        return text.replace(self._token, "****") if self._token else text
+
     def status(self) -> dict[str, Any]:
-        return self._request("GET", "/maintenance")
+        return self._request("GET", "/maintenance", _STATE_KEYS)
 
     def set(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._request("PUT", "/maintenance", json=body)
-
-    def off(self, reason: str) -> dict[str, Any]:
-        return self._request("DELETE", "/maintenance", params={"reason": reason} if reason else None)
+        return self._request("PUT", "/maintenance", _STATE_KEYS, json=body)
 
     def history(self, limit: int) -> list[dict[str, Any]]:
-        changes = self._request("GET", "/maintenance/history", params={"limit": limit}).get("changes", [])
+        changes = self._request("GET", "/maintenance/history", ("changes",), params={"limit": limit}).get("changes", [])
         return changes if isinstance(changes, list) else []
 
     def health(self) -> dict[str, Any]:
         """The details (the state served, its version) with a token; the public view without."""
-        return self._request("GET", "/health")
+        return self._request("GET", "/health", ("status", "maintenance"))

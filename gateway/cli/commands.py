@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import getpass
 import json
 import os
@@ -15,8 +14,9 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway.admin.changes import next_state, replaced_window
-from gateway.cli.client import AdminClient, admin_base_url
+from gateway.admin.changes import field_problem, next_state
+from gateway.admin.state_changes import ChangeOutcome, apply_operator_change, written_at
+from gateway.cli.client import AdminClient, admin_base_url, clean_token
 from gateway.cli.output import describe_replaced, describe_state, describe_unchanged, history_line
 from gateway.cli.parser import (
     EXIT_AUTH,
@@ -27,16 +27,18 @@ from gateway.cli.parser import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    EXIT_WRITTEN_NOT_WAITED,
+    FIELD_FLAGS,
     build_parser,
     joined_negative_values,
     settings_overrides,
 )
 from gateway.cli.arguments import seconds_text
-from gateway.cli.waiting import CONFIRMATIONS, wait_until_served
+from gateway.cli.waiting import confirmation, wait_until_served
 from gateway.errors import AdminError, ConfigError, ConflictError, GatewayError, GatewayUnreachable, RequestError, StateError, StoreError
-from gateway.settings import Settings, load_settings
+from gateway.settings import ADMIN_TOKEN_VARIABLE, ADMIN_URL_VARIABLE, FIELDS, Settings, load_settings
 from gateway.state import MaintenanceState, format_time, safe_text
-from gateway.stores import apply_change, open_store
+from gateway.stores import open_store
 
 
 def actor() -> str:
@@ -49,73 +51,99 @@ def actor() -> str:
 
 def local_gateway_url(settings: Settings) -> str:
     """The admin endpoints of the gateway this host runs (GATEWAY_HOST, GATEWAY_PORT, GATEWAY_ADMIN_PREFIX)."""
-    host = settings.host
+    return local_admin_url(settings.host, settings.port, settings.admin_prefix)
+
+
+def local_admin_url(host: str, port: int, admin_prefix: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{settings.port}{settings.admin_prefix}"
+    return f"http://{host}:{port}{admin_prefix}"
+
+
+# What ``healthcheck`` reads: a container health check must not fail over a setting the
+# gateway it asks does not depend on for its health (a store directory absent in the check's view).
+_HEALTHCHECK_SETTINGS = ("host", "port", "admin_prefix")
+
+
+def healthcheck_url(overrides: dict[str, str]) -> str:
+    """The local gateway's health URL from its address settings alone, each checked as ``serve`` checks it."""
+    values: dict[str, Any] = {}
+    for field in FIELDS:
+        if field.name not in _HEALTHCHECK_SETTINGS:
+            continue
+        key, raw = (field.flag, overrides[field.name]) if field.name in overrides else (field.env, os.environ.get(field.env, field.default))
+        try:
+            values[field.name] = field.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(key, raw, str(exc)) from None
+    return f"{local_admin_url(values['host'], values['port'], values['admin_prefix'])}/health"
 
 
 def remote(args: argparse.Namespace) -> AdminClient | None:
-    """The admin client when --url (or GATEWAY_ADMIN_URL) is given, else None (the store directly)."""
+    """The admin client when --url (or GATEWAY_ADMIN_URL) is given to a command that takes it,
+    else None (the store directly)."""
+    if "url" not in vars(args):
+        return None
     url = args.url
-    if url is None and os.environ.get("GATEWAY_ADMIN_URL"):
+    if url is None and os.environ.get(ADMIN_URL_VARIABLE):
         try:
-            url = admin_base_url(os.environ["GATEWAY_ADMIN_URL"])
+            url = admin_base_url(os.environ[ADMIN_URL_VARIABLE])
         except ValueError as exc:
-            raise ConfigError("GATEWAY_ADMIN_URL", os.environ["GATEWAY_ADMIN_URL"], str(exc)) from None
+            raise ConfigError(ADMIN_URL_VARIABLE, os.environ[ADMIN_URL_VARIABLE], str(exc)) from None
     if not url:
         return None
-    token = args.token or os.environ.get("GATEWAY_ADMIN_TOKEN")
+    token = admin_token(args)
     if not token:
-        raise RequestError(400, "usage", "--url needs --token (or GATEWAY_ADMIN_TOKEN)")
+        # argparse's own kind of error: a command line that cannot work as typed.
+        raise argparse.ArgumentError(None, f"--url needs --token (or {ADMIN_TOKEN_VARIABLE})")
     return AdminClient(url, token)
 
 
-@dataclasses.dataclass(frozen=True)
-class Change:
-    """What a change did: the state now, whether anything was written, and the window it
-    replaced with its status then (``on`` or ``upcoming``), if any."""
+def admin_token(args: argparse.Namespace) -> str | None:
+    """--token, else GATEWAY_ADMIN_TOKEN."""
+    if args.token:
+        return str(args.token)  # cleaned by its type, parse_token
+    try:
+        return clean_token(os.environ.get(ADMIN_TOKEN_VARIABLE, "")) or None
+    except ValueError as exc:
+        # A usage error as a bad --token is; the value is never shown.
+        raise argparse.ArgumentError(None, f"{ADMIN_TOKEN_VARIABLE}: {exc}") from None
 
-    state: MaintenanceState
-    changed: bool
-    replaced: tuple[MaintenanceState, str] | None
 
-
-def change_through(client: AdminClient, body: dict[str, object]) -> Change:
+def change_through(client: AdminClient, body: dict[str, object]) -> ChangeOutcome:
     answer = client.set(body)
+    new = MaintenanceState.from_item(answer)
     replaced = answer.get("replaced")
-    return Change(
-        MaintenanceState.from_item(answer),
-        answer.get("changed") is not False,
-        (MaintenanceState.from_item(replaced), str(replaced.get("status"))) if isinstance(replaced, dict) else None,
+    return ChangeOutcome(
+        # A gateway's answer says what it wrote, not what was there before.
+        new if answer.get("changed") is False else None,
+        new,
+        MaintenanceState.from_item(replaced) if isinstance(replaced, dict) else None,
     )
 
 
-def change_in_store(settings: Settings, body: dict[str, object]) -> Change:
+def change_in_store(settings: Settings, body: dict[str, object]) -> ChangeOutcome:
     """The change ``body`` asks for, built by ``next_state`` as the admin API builds it, written to the store."""
-    old, new = apply_change(open_store(settings.store), lambda current: next_state(current, body, now=time.time(), actor=actor()))
-    if new is old:
-        return Change(new, False, None)
-    now = new.updated_at if new.updated_at is not None else time.time()
-    window = replaced_window(old, new, now)
-    return Change(new, True, None if window is None else (window, window.status(now)))
+    return apply_operator_change(open_store(settings.store), lambda current: next_state(current, body, now=time.time(), actor=actor()))
 
 
-def make_change(settings: Settings, args: argparse.Namespace, body: dict[str, object]) -> int:
+def make_change(settings: Settings, args: argparse.Namespace, client: AdminClient | None, body: dict[str, object]) -> int:
     """``on`` and ``off``: one body, sent to a gateway or written to the store; then, with --wait,
     wait until the gateways serve it."""
-    client = remote(args)
+    # The token --wait will use is checked before anything is written.
+    token = admin_token(args) if args.wait is not None else None
     change = change_through(client, body) if client is not None else change_in_store(settings, body)
-    state = change.state
+    state = change.new
     follow = seconds_text(settings.refresh_interval)
     if not change.changed:
         print(describe_unchanged(state))
     else:
         print(describe_state(state, time.time()))
         if change.replaced is not None:
-            print(describe_replaced(*change.replaced))
+            # What the window was when the change replaced it: active or upcoming.
+            print(describe_replaced(change.replaced, change.replaced.status(written_at(state)), state))
         if client is not None:
             print(f"this gateway serves it now; others within {follow} s (GATEWAY_REFRESH_INTERVAL)")
         else:
@@ -123,50 +151,54 @@ def make_change(settings: Settings, args: argparse.Namespace, body: dict[str, ob
     if args.wait is None:
         return EXIT_OK
     # Also when nothing changed: the change asked for before may not be served yet.
-    watched = client if client is not None else AdminClient(local_gateway_url(settings), args.token or os.environ.get("GATEWAY_ADMIN_TOKEN"))
-    why = wait_until_served(watched, state, args.wait)
+    watched = client if client is not None else AdminClient(local_gateway_url(settings), token)
+    # A change this command wrote itself is served only by gateways that read the same store.
+    wrote_to = None if client is not None else open_store(settings.store).description
+    try:
+        why = wait_until_served(watched, state, args.wait, wrote_to)
+    except GatewayError as exc:
+        message, _ = failure(exc, args)
+        print(f"maintenance-gateway: written (version {state.version}); could not wait: {message}", file=sys.stderr)
+        return EXIT_WRITTEN_NOT_WAITED
     if why is not None:
-        print(
-            f"maintenance-gateway: the gateway at {watched.base} did not serve version {state.version} "
-            f"within {seconds_text(args.wait)} s: {why}",
-            file=sys.stderr,
-        )
+        print(f"maintenance-gateway: {why}", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"gateways serve it now ({CONFIRMATIONS} answers in a row from {watched.base}/health)")
+    print(confirmation(state, watched.has_token, time.time(), watched.base))
     return EXIT_OK
 
 
-def cmd_on(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_on(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
     # The one shape of "turn on", checked by the same ``next_state`` whether it goes to a
     # gateway or straight to the store.
     return make_change(
         settings,
         args,
+        client,
         {
             "enabled": True,
             "mode": args.mode,
             # Undecodable bytes in argv arrive as lone surrogates; they are repaired, not refused.
             "message": safe_text(args.message),
-            "starts_at": format_time(args.start),
-            "ends_at": format_time(args.until),
-            "duration_seconds": args.duration,
+            "starts_at": format_time(args.starts_at),
+            "ends_at": format_time(args.ends_at),
+            "duration_seconds": args.duration_seconds,
             "reason": safe_text(args.reason),
-            "scope": list(args.paths) if args.paths else None,
+            "scope": list(args.scope) if args.scope else None,
         },
     )
 
 
-def cmd_off(settings: Settings, args: argparse.Namespace) -> int:
-    return make_change(settings, args, {"enabled": False, "reason": safe_text(args.reason)})
+def cmd_off(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
+    return make_change(settings, args, client, {"enabled": False, "reason": safe_text(args.reason)})
 
 
-def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_serve(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
     from gateway.server.uvicorn_setup import serve
 
     return serve(settings)
 
 
-def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_check_config(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
     shown = settings.describe()
     if args.json:
         print(json.dumps(shown, indent=2))
@@ -177,16 +209,14 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    client = remote(args)
+def cmd_status(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
     state = MaintenanceState.from_item(client.status()) if client is not None else open_store(settings.store).read()
     now = time.time()
     print(json.dumps(state.describe(now), indent=2) if args.json else describe_state(state, now))
     return EXIT_OK
 
 
-def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
-    client = remote(args)
+def cmd_history(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
     records = client.history(args.limit) if client is not None else open_store(settings.store).history(args.limit)
     if args.json:
         print(json.dumps(records, indent=2))
@@ -197,7 +227,7 @@ def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_init_table(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_init_table(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
     from gateway.stores.dynamodb import DynamoDBStore
 
     store = open_store(settings.store)
@@ -210,10 +240,9 @@ def cmd_init_table(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
-    url = f"{local_gateway_url(settings)}/health"
+def healthcheck(url: str, timeout: float) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as response:  # noqa: S310 - a fixed http URL
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a fixed http URL
             code: int = response.status
     except urllib.error.HTTPError as exc:
         code = exc.code
@@ -226,7 +255,8 @@ def cmd_healthcheck(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+# Each command with its settings, its arguments, and the running gateway it goes through (--url), if any.
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace, AdminClient | None], int]] = {
     "serve": cmd_serve,
     "check-config": cmd_check_config,
     "on": cmd_on,
@@ -234,31 +264,17 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "status": cmd_status,
     "history": cmd_history,
     "init-table": cmd_init_table,
-    "healthcheck": cmd_healthcheck,
 }
-
-# The flag that sets each field of a change, for error messages.
-_FLAGS = {
-    "message": "--message",
-    "reason": "--reason",
-    "mode": "--mode",
-    "starts_at": "--from",
-    "ends_at": "--until",
-    "duration_seconds": "--for",
-    "scope": "--paths",
-    "limit": "--limit",
-}
-
 
 def in_flags(field: object, message: str, args: argparse.Namespace) -> str:
-    """A check's ``field: problem`` with the flag the operator typed in place of the field."""
-    if not isinstance(field, str) or field not in _FLAGS:
+    """A refusal naming ``field`` (``field: problem``, as ``invalid`` writes it) as the operator
+    typed it: ``flag: problem``."""
+    if not isinstance(field, str) or field not in FIELD_FLAGS:
         return message
-    flag = _FLAGS[field]
-    if field == "ends_at" and getattr(args, "until", None) is None and getattr(args, "duration", None) is not None:
-        flag = "--for"  # the end counted from --from (or now)
-    problem = message.removeprefix(f"{field}: ").replace("starts_at", "--from")
-    return f"{flag}: {problem}"
+    flag = FIELD_FLAGS[field]
+    if field == "ends_at" and vars(args).get("ends_at") is None and vars(args).get("duration_seconds") is not None:
+        flag = FIELD_FLAGS["duration_seconds"]  # the end counted from --from (or now)
+    return f"{flag}: {field_problem(field, message)}"
 
 
 # Each error the commands expect: its exit code and how it reads after "maintenance-gateway: ".
@@ -270,7 +286,7 @@ _FAILURES: tuple[tuple[type[GatewayError], int, str], ...] = (
     (StoreError, EXIT_FAILURE, "store error: {}"),
     (GatewayUnreachable, EXIT_UNREACHABLE, "{}"),
 )
-_ADMIN_EXITS = {412: EXIT_CONFLICT, 400: EXIT_USAGE, 413: EXIT_USAGE, 415: EXIT_USAGE, 401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_AUTH, 429: EXIT_AUTH}
+_ADMIN_EXITS = {412: EXIT_CONFLICT, 400: EXIT_USAGE, 413: EXIT_USAGE, 415: EXIT_USAGE, 401: EXIT_AUTH, 403: EXIT_AUTH, 429: EXIT_AUTH}
 
 
 def failure(exc: GatewayError, args: argparse.Namespace) -> tuple[str, int]:
@@ -289,10 +305,24 @@ def failure(exc: GatewayError, args: argparse.Namespace) -> tuple[str, int]:
     return str(exc), EXIT_FAILURE
 
 
+# What GATEWAY_STORE reads as through a gateway (--url): that gateway's store is used, not this
+# host's, so this host's setting is neither opened nor checked (a directory it names may not exist here).
+_STORE_OF_ANOTHER_GATEWAY = "memory:"
+
+
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(joined_negative_values(argv))
     try:
-        return COMMANDS[args.command](load_settings(overrides=settings_overrides(args)), args)
+        overrides = settings_overrides(args)
+        if args.command == "healthcheck":
+            return healthcheck(healthcheck_url(overrides), args.timeout)
+        client = remote(args)
+        if client is not None:
+            overrides["store"] = _STORE_OF_ANOTHER_GATEWAY
+        return COMMANDS[args.command](load_settings(overrides=overrides), args, client)
+    except argparse.ArgumentError as exc:
+        print(f"maintenance-gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except GatewayError as exc:
         message, code = failure(exc, args)
         print(f"maintenance-gateway: {message}", file=sys.stderr)

@@ -48,12 +48,27 @@ def describe_unchanged(state: MaintenanceState) -> str:
     return f"maintenance is already {'on' if state.enabled else 'off'} (version {state.version}); nothing changed"
 
 
-def describe_replaced(window: MaintenanceState, status: str) -> str:
-    """The window a change replaced; ``status`` is what it was then (``on`` or ``upcoming``)."""
+def describe_replaced(window: MaintenanceState, status: str, new: MaintenanceState) -> str:
+    """The window a change replaced; ``status`` is what it was then (``on`` or ``upcoming``).
+
+    A change is a whole new state, not an edit of the old one: each of the old window's paths,
+    message and reason is shown, marked when the new state does not keep it, so that an
+    operator who meant to extend a window sees what went with it.
+    """
     kind = "active" if status == "on" else status
-    start = format_time(window.starts_at) or "now"
+    # A window without a start began when it was turned on.
+    start = format_time(window.starts_at if window.starts_at is not None else window.updated_at) or "(start unknown)"
     end = format_time(window.ends_at) or "open-ended"
-    return f"replaced the {kind} window {start} .. {end} ({window.mode}, version {window.version})"
+    lines = [f"replaced the {kind} window {start} .. {end} ({window.mode}, version {window.version}):"]
+    kept = " (kept)"
+    dropped = " (not kept)"
+    paths = ", ".join(window.scope) if window.scope is not None else "every path"
+    lines.append(f"  its paths:   {shown(paths)}" + (kept if window.scope == new.scope else dropped))
+    if window.message:
+        lines.append(f"  its message: {shown(window.message)}" + (kept if window.message == new.message else dropped))
+    if window.reason:
+        lines.append(f"  its reason:  {shown(window.reason)}" + (kept if window.reason == new.reason else dropped))
+    return "\n".join(lines)
 
 
 def history_line(record: dict[str, Any]) -> str:

@@ -6,17 +6,29 @@ import argparse
 import re
 import signal
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from gateway.admin.routes import MAX_HISTORY_LIMIT
-from gateway.cli.arguments import parse_duration, parse_limit, parse_moment, parse_paths, parse_url, seconds_text
+from gateway.admin.changes import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
+from gateway.cli.arguments import (
+    MAX_HEALTHCHECK_TIMEOUT,
+    parse_duration,
+    parse_limit,
+    parse_moment,
+    parse_paths,
+    parse_timeout,
+    parse_token,
+    parse_url,
+    seconds_text,
+)
 from gateway.cli.waiting import DEFAULT_WAIT_SECONDS
 from gateway.errors import ConfigError
-from gateway.settings import FIELDS
+from gateway.settings import ADMIN_TOKEN_VARIABLE, ADMIN_URL_VARIABLE, FIELDS
 from gateway.state import MODES
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2  # argparse's own
+EXIT_WRITTEN_NOT_WAITED = 3
 EXIT_CONFLICT = 4
 EXIT_AUTH = 5
 EXIT_UNREACHABLE = 6
@@ -29,9 +41,10 @@ EXIT_MEANINGS = (
     (EXIT_OK, "ok"),
     (EXIT_FAILURE, "failure: a store error, an unhealthy gateway, a --wait that timed out"),
     (EXIT_USAGE, "usage: a bad argument, or a value the gateway refused"),
+    (EXIT_WRITTEN_NOT_WAITED, "written, but --wait could not ask the gateway (a refused token, no answer): the change stands"),
     (EXIT_CONFLICT, "conflict: someone else changed the state first"),
-    (EXIT_AUTH, "auth: the gateway refused the token (or its admin API is off)"),
-    (EXIT_UNREACHABLE, "unreachable: no gateway admin API answers at --url"),
+    (EXIT_AUTH, "auth: the gateway refused the token"),
+    (EXIT_UNREACHABLE, "unreachable: no gateway admin API answers at --url (or it is off)"),
     (EXIT_CONFIG, "config: a setting is wrong (the message names it)"),
     (EXIT_BROKEN_PIPE, "the reader of the output went away (| head), as for git"),
 )
@@ -47,12 +60,26 @@ EPILOG = "\n".join(
         "",
         "the state:",
         "  on, off, status and history read and write the store (--store, GATEWAY_STORE) directly,",
-        "  unless --url (GATEWAY_ADMIN_URL) names a running gateway: then they go through its admin",
-        "  API with --token (GATEWAY_ADMIN_TOKEN), and that gateway serves a change at once.",
+        f"  unless --url ({ADMIN_URL_VARIABLE}) names a running gateway: then they go through its admin",
+        f"  API with --token ({ADMIN_TOKEN_VARIABLE}), and that gateway serves a change at once.",
         "",
         "run `maintenance-gateway COMMAND --help` for a command's options.",
     ]
 )
+
+# The flag that sets each field of a request to the admin API (a field of CHANGE_FIELDS, or
+# history's limit). Each flag stores its value under the field's name (its ``dest``), and a
+# refusal that names a field is shown with the flag the operator typed.
+FIELD_FLAGS = {
+    "mode": "--mode",
+    "message": "--message",
+    "starts_at": "--from",
+    "ends_at": "--until",
+    "duration_seconds": "--for",
+    "scope": "--paths",
+    "reason": "--reason",
+    "limit": "--limit",
+}
 
 # The settings each subcommand reads from flags; the others come from GATEWAY_* variables.
 _STORE = ("store",)
@@ -104,16 +131,20 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, str]:
 def _add_remote_flags(parser: argparse.ArgumentParser) -> None:
     # The variables are read after parsing (see commands.remote), so that a bad one is named.
     group = parser.add_argument_group("through a running gateway instead of the store")
-    group.add_argument("--url", type=parse_url, metavar="URL", help="the gateway, e.g. http://127.0.0.1:8080 [GATEWAY_ADMIN_URL]")
-    group.add_argument("--token", help="an admin token [GATEWAY_ADMIN_TOKEN]")
+    group.add_argument("--url", type=parse_url, metavar="URL", help=f"the gateway, e.g. http://127.0.0.1:8080 [{ADMIN_URL_VARIABLE}]")
+    group.add_argument("--token", type=parse_token, help=f"an admin token [{ADMIN_TOKEN_VARIABLE}]")
 
 
 _FOLLOWING = "Gateways that read the store follow within GATEWAY_REFRESH_INTERVAL; --wait returns once they do."
 
 
+def _add_field_flag(parser: argparse._ActionsContainer, field: str, **kwargs: Any) -> None:
+    parser.add_argument(FIELD_FLAGS[field], dest=field, **kwargs)
+
+
 def _add_change_flags(parser: argparse.ArgumentParser) -> None:
     """What ``on`` and ``off`` share, after their own options: why, --wait, and where to write."""
-    parser.add_argument("--reason", default="", metavar="TEXT", help="why (kept with the state for the record)")
+    _add_field_flag(parser, "reason", default="", metavar="TEXT", help="why (kept with the state for the record)")
     parser.add_argument(
         "--wait",
         nargs="?",
@@ -123,7 +154,7 @@ def _add_change_flags(parser: argparse.ArgumentParser) -> None:
         help=(
             "return once the gateways serve the change, or exit 1 after SECONDS "
             f"(default {seconds_text(DEFAULT_WAIT_SECONDS)}); asks --url's health, "
-            "else the local gateway's (GATEWAY_PORT; with --token it checks the version)"
+            "else the local gateway's (GATEWAY_PORT; with --token it checks the version, the fields and the store read)"
         ),
     )
     _add_remote_flags(parser)
@@ -154,14 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(check, _ALL_SETTINGS)
 
     on = _command(commands, "on", "turn maintenance on", _FOLLOWING)
-    on.add_argument("--message", default="", metavar="TEXT", help="shown to users (default: the gateway's message)")
+    _add_field_flag(on, "message", default="", metavar="TEXT", help="shown to users (default: the gateway's message)")
     window = on.add_mutually_exclusive_group()
-    window.add_argument("--for", dest="duration", type=parse_duration, help="end after this long (90s, 30m, 2h, 1h30m, 1d)")
-    window.add_argument("--until", type=parse_moment, metavar="TIME", help="end at this time (ISO-8601 with zone, or +DURATION)")
-    on.add_argument("--from", dest="start", type=parse_moment, metavar="TIME", help="start at this time instead of now (ISO-8601 with zone, or +DURATION)")
-    on.add_argument("--mode", choices=MODES, default="full", help="full: every request gets the 503; read-only: GET, HEAD and OPTIONS still reach Django (default full)")
-    on.add_argument(
-        "--paths",
+    _add_field_flag(window, "duration_seconds", type=parse_duration, metavar="DURATION", help="end after this long (90s, 30m, 2h, 1h30m, 1d)")
+    _add_field_flag(window, "ends_at", type=parse_moment, metavar="TIME", help="end at this time (ISO-8601 with zone, or +DURATION)")
+    _add_field_flag(on, "starts_at", type=parse_moment, metavar="TIME", help="start at this time instead of now (ISO-8601 with zone, or +DURATION)")
+    _add_field_flag(on, "mode", choices=MODES, default="full", help="full: every request gets the 503; read-only: GET, HEAD and OPTIONS still reach Django (default full)")
+    _add_field_flag(
+        on,
+        "scope",
         type=parse_paths,
         metavar="PREFIX,...",
         help="only these path prefixes (whole segments) are in maintenance, e.g. /api/checkout/,/api/payments/",
@@ -177,7 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(status, _STORE)
 
     history = _command(commands, "history", "show the latest changes, newest first")
-    history.add_argument("--limit", type=parse_limit, default=20, help=f"how many changes, 1..{MAX_HISTORY_LIMIT} (default 20)")
+    _add_field_flag(
+        history,
+        "limit",
+        type=parse_limit,
+        default=DEFAULT_HISTORY_LIMIT,
+        help=f"how many changes, 1..{MAX_HISTORY_LIMIT} (default {DEFAULT_HISTORY_LIMIT})",
+    )
     history.add_argument("--json", action="store_true", help="print JSON")
     _add_remote_flags(history)
     _add_settings_flags(history, _STORE)
@@ -186,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(init_table, _STORE)
 
     health = _command(commands, "healthcheck", "exit 0 when the local gateway's health answers 200 (container health check)")
-    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)")
+    health.add_argument(
+        "--timeout",
+        type=parse_timeout,
+        default=3.0,
+        metavar="SECONDS",
+        help=f"seconds to wait for the answer, at most {seconds_text(MAX_HEALTHCHECK_TIMEOUT)} (default 3)",
+    )
     _add_settings_flags(health, _LOCAL_GATEWAY)
     return parser

@@ -359,6 +359,8 @@ _uvicorn_data_received = HttpToolsProtocol.data_received
 
 # The versions both parsers answer; anything else gets a 400 (RFC 9112 2.3: HTTP/1.x only here).
 HTTP_1_VERSIONS = frozenset({"1.1", "1.0"})
+# The same, as h11 reports them.
+_HTTP_1_VERSION_BYTES = frozenset(version.encode("ascii") for version in HTTP_1_VERSIONS)
 
 
 class _Sweeper:
@@ -402,6 +404,10 @@ class GatewayH11Protocol(_ConnectionLimits, H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._bytes_received += len(data)
+        # uvicorn stops the keep-alive timer on any bytes; bytes that carry no request (the blank
+        # lines before a request line that h11 skips) must not buy the connection more time.
+        waiting = self.timeout_keep_alive_task
+        idle_until = waiting.when() if waiting is not None else None
         super().data_received(data)
         conn = self.conn
         if (
@@ -413,8 +419,12 @@ class GatewayH11Protocol(_ConnectionLimits, H11Protocol):
             and not self.transport.is_closing()
         ):
             # As for httptools: the end of a body the answer did not wait for leaves the connection
-            # idle, and uvicorn's keep-alive timer, stopped by those bytes, is armed again.
-            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+            # idle, and uvicorn's keep-alive timer, stopped by those bytes, is armed again; after
+            # bytes that were only blank lines, with the deadline it had.
+            handler = self.timeout_keep_alive_handler
+            self.timeout_keep_alive_task = (
+                self.loop.call_later(self.timeout_keep_alive, handler) if idle_until is None else self.loop.call_at(idle_until, handler)
+            )
 
     def _request_begun(self) -> bool:
         return len(self.conn._receive_buffer) > 0 or self.conn.their_state is not h11.IDLE
@@ -566,8 +576,8 @@ class _LlhttpCompatibleConnection(h11.Connection):
     def _as_llhttp_reads_it(self, event: h11.Request) -> h11.Request:
         if event.method not in LLHTTP_METHODS:
             self._refuse("unknown method")
-        if event.http_version not in (b"1.1", b"1.0"):
-            self._refuse("unsupported protocol version")  # as for httptools: HTTP_1_VERSIONS
+        if event.http_version not in _HTTP_1_VERSION_BYTES:
+            self._refuse("unsupported protocol version")
         try:
             url = httptools.parse_url(event.target)
         except httptools.HttpParserError:

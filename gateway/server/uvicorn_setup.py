@@ -11,8 +11,8 @@ from types import FrameType
 
 import uvicorn
 
-from gateway.server.log_format import logging_config
 from gateway.server.http_protocols import PROTOCOLS
+from gateway.server.log_format import logging_config
 from gateway.settings import Settings
 
 logger = logging.getLogger("gateway.server")

@@ -47,6 +47,10 @@ def open_regular(path: Path, flags: int) -> int:
     return descriptor
 
 
+# A state file written for the first time: readable by gateways running as other users.
+NEW_FILE_MODE = 0o644
+
+
 def require_directory(path: str) -> None:
     """ValueError when the directory that is to hold the state file ``path`` does not exist.
 
@@ -55,8 +59,16 @@ def require_directory(path: str) -> None:
     between two files.
     """
     directory = Path(path).parent
-    if not directory.exists():
-        raise ValueError(f"the directory {directory} does not exist (the store creates its file, not directories)")
+    try:
+        exists = directory.exists()
+    except OSError as exc:  # a name too long, a directory that cannot be searched
+        raise ValueError(f"the directory {directory} cannot be checked: {exc.strerror or exc}") from None
+    if not exists:
+        raise ValueError(f"{_no_directory(directory)} (the store creates its file, not directories)")
+
+
+def _no_directory(directory: Path) -> str:
+    return f"the directory {directory} does not exist"
 
 
 class FileStore:
@@ -108,17 +120,26 @@ class FileStore:
         return state
 
     def _missing_directory(self, action: str) -> str:
-        return f"cannot {action} {self.path}: the directory {self.path.parent} does not exist"
+        return f"cannot {action} {self.path}: {_no_directory(self.path.parent)}"
 
     def _replace(self, state: MaintenanceState) -> None:
-        fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        # The file a symlink names is the one replaced (the link stays, shared by whoever uses
+        # it), with the mode it had: mkstemp's 0600 would lock out gateways running as another
+        # user, and they would keep serving the old state.
+        target = Path(os.path.realpath(self.path))
         try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = NEW_FILE_MODE
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            os.fchmod(fd, mode)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(state.to_item(), handle, indent=2)
                 handle.write("\n")
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
+            os.replace(temporary, target)
         except BaseException:
             os.unlink(temporary)
             raise
