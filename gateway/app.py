@@ -26,13 +26,13 @@ from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.bypass import BypassSecret
 from gateway.cors import CorsPolicy
 from gateway.failure_limit import FailureLimiter
-from gateway.forwarding import TrustedPeers, has_dot_segment, segment_prefixes, under_segment_prefixes
+from gateway.forwarding import TrustedPeers, segment_prefixes, under_segment_prefixes
 from gateway.maintenance import MaintenanceResponder
 from gateway.metrics import Metrics
 from gateway.proxy import Proxy
 from gateway.refresher import Refresher, StateHolder
 from gateway.settings import Settings, load_settings
-from gateway.state import MaintenanceState
+from gateway.state import MaintenanceState, has_dot_segment
 from gateway.status_feed import StatusFeed, next_boundary, notice_line
 from gateway.stores import Store, open_store
 from gateway.upstream import UpstreamPool

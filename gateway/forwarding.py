@@ -18,6 +18,7 @@ from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.errors import BadRequest
 from gateway.http import Headers
 from gateway.settings import Network
+from gateway.state import has_dot_segment
 
 # RFC 9110 7.6.1 and the older names still seen in the wild. ``expect`` is answered
 # by the gateway's own server (100 Continue), so it must not reach the upstream too.
@@ -106,15 +107,6 @@ def under_segment_prefixes(path: str, prefixes: tuple[str, ...], exact: frozense
     if not (path.startswith(prefixes) or path in exact):
         return False
     return not has_dot_segment(path)
-
-
-def has_dot_segment(path: str) -> bool:
-    """Whether the (percent-decoded) ``path`` has a "." or ".." segment."""
-    if "/." in path:
-        for segment in path.split("/"):
-            if segment == "." or segment == "..":
-                return True
-    return False
 
 
 class TrustedPeers:

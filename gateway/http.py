@@ -17,8 +17,13 @@ VARY_ORIGIN = (b"vary", b"Origin")
 NO_STORE_FIELDS = {NO_STORE[0].decode(): NO_STORE[1].decode()}
 
 
-def json_bytes(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def json_bytes(payload: Any, *, allow_nan: bool = True) -> bytes:
+    """Compact UTF-8 JSON that always encodes: text holding lone surrogates (which UTF-8 cannot
+    carry) is sent with ``\\uXXXX`` escapes instead of failing."""
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=allow_nan).encode("ascii")
 
 
 def body_headers(content_type: bytes, body: bytes) -> Headers:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from gateway.state import has_dot_segment
 
 ENV_PREFIX = "GATEWAY_"
 # Where the gateway's own endpoints live unless GATEWAY_ADMIN_PREFIX says otherwise (the CLI
@@ -138,14 +139,10 @@ def parse_prefix(raw: str) -> str:
     value = raw.strip().rstrip("/")
     if not value.startswith("/") or len(value) < 2 or not re.fullmatch(r"/[A-Za-z0-9._~/-]+", value):
         raise ValueError("expected a path such as /_gateway")
-    if "//" in value or _has_dot_segment(value):
+    if "//" in value or has_dot_segment(value):
         # Browsers, curl and nginx resolve these away: the admin API would be out of reach.
         raise ValueError("expected a path without empty, '.' or '..' segments, such as /_gateway")
     return value
-
-
-def _has_dot_segment(path: str) -> bool:
-    return any(segment in (".", "..") for segment in path.split("/"))
 
 
 def parse_tokens(raw: str) -> tuple[tuple[str, str], ...]:
@@ -220,7 +217,7 @@ def parse_paths(raw: str) -> tuple[str, ...]:
         if not path.strip("/"):
             # "/" covers every path: maintenance would be off for the whole site, unseen.
             raise ValueError(f"{path!r} names the whole site; list the paths that may pass")
-        if _has_dot_segment(path):
+        if has_dot_segment(path):
             raise ValueError(f"{path!r} has a '.' or '..' segment, which no request path matches")
     return paths
 

@@ -76,6 +76,16 @@ def normalised_prefix(prefix: str) -> str:
     return prefix if prefix.endswith("/") else prefix + "/"
 
 
+def has_dot_segment(path: str) -> bool:
+    """Whether the (percent-decoded) ``path`` has a "." or ".." segment: the one rule for request
+    paths, scopes, bypass paths and the admin prefix. Most paths hold no "/." and pay one scan."""
+    if "/." in path or path.startswith("."):
+        for segment in path.split("/"):
+            if segment == "." or segment == "..":
+                return True
+    return False
+
+
 def parse_scope(value: Any) -> tuple[str, ...] | None:
     """The scope an operator asks for (a list of path prefixes, or null / [] for the whole
     site), checked as a write must be; raises StateError naming ``scope``.
@@ -101,7 +111,7 @@ def parse_scope(value: Any) -> tuple[str, ...] | None:
             raise StateError("scope", f"a prefix is longer than {MAX_PREFIX_LENGTH} characters")
         if not prefix.isprintable():  # also refuses lone surrogates (category Cs)
             raise StateError("scope", f"{shown} holds control characters or is not text")
-        if any(segment in (".", "..") for segment in prefix.split("/")):
+        if has_dot_segment(prefix):
             raise StateError("scope", f"{shown} holds a dot-segment")
         if "?" in prefix or "#" in prefix:
             raise StateError("scope", f"{shown} is not a path (no query or fragment)")

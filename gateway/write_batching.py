@@ -16,13 +16,18 @@ from typing import Any
 class BatchingTransport:
     """Wraps an asyncio transport: ``write`` gathers, and one callback per loop pass sends."""
 
-    __slots__ = ("_transport", "_loop", "_pending", "_scheduled")
+    __slots__ = ("_transport", "_loop", "_pending", "_scheduled", "is_closing", "pause_reading", "resume_reading")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
         self._scheduled = False
+        # Called for every relayed message (uvicorn's flow control, websockets' drain): bound once
+        # here, not looked up through ``__getattr__`` each time (1.5 us against 0.08 us a call).
+        self.is_closing = transport.is_closing
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:

@@ -378,5 +378,7 @@ def wait_for_reads(gateway: Gateway, reads: int = 2) -> None:
 
     target = count() + reads
     deadline = time.monotonic() + 5
-    while count() < target and time.monotonic() < deadline:
+    while count() < target:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"the gateway did not read its store {reads} more times within 5 s")
         time.sleep(0.05)

@@ -4,12 +4,17 @@ depend on settings it does not use."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.cli.arguments import parse_limit
+from tests.raw_http import RawUpstream, read_head
 from tests.support import SUPPORT_ADMIN_TOKEN, Gateway, cli, free_port
 
 
@@ -143,3 +148,29 @@ def test_typed_flags_say_what_they_expect(args: list[str], tmp_path: Path) -> No
     assert result.returncode == 2, (args, result.stderr)
     assert "parse_" not in result.stderr and not re.search(r"invalid \w+ value", result.stderr), result.stderr
     assert any(word in result.stderr for word in ("expected", "e.g.", "ISO-8601")), result.stderr
+
+
+def test_a_refusal_from_whatever_answers_at_the_url_is_shown_not_obeyed(tmp_path: Path) -> None:
+    body = json.dumps({"error": "bad", "message": "\u001b]0;owned\u0007\u001b[2J gone"}).encode()
+
+    def refuse(sock: socket.socket, number: int) -> None:
+        read_head(sock)
+        sock.sendall(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+    server = RawUpstream(refuse)
+    try:
+        result = cli("status", "--url", server.url, "--token", "TOK", store=tmp_path / "unused.json")
+    finally:
+        server.close()
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    # The escape sequences are written out as text, never sent to the terminal.
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "\\x1b]0;owned" in result.stderr, result.stderr
+
+
+def test_a_limit_of_thousands_of_digits_is_refused_as_any_other() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected 1\.\.500"):
+        parse_limit("9" * 5000)  # int() itself refuses past 4,300 digits, with its own message
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected 1\.\.500"):
+        parse_limit("0")
+    assert parse_limit(" 500 ") == 500

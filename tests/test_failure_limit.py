@@ -52,6 +52,7 @@ def test_one_ipv6_64_is_one_client_and_a_mapped_ipv4_address_is_its_ipv4_address
 
 def test_memory_stays_bounded_with_many_clients() -> None:
     limiter = FailureLimiter(5)
+    assert failure_limit._MAX_TRACKED_CLIENTS == 10_000  # the figure SECURITY.md gives
     for n in range(3 * failure_limit._MAX_TRACKED_CLIENTS):
         limiter.record_failure(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", now=1.0)
         # Asking about a client never seen adds nothing.

@@ -289,6 +289,10 @@ REFUSED_HEADS = {
     "HTTP/2.0": b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
     "HTTP/0.9 with a version": b"GET / HTTP/0.9\r\nHost: a\r\n\r\n",
     "no version": b"GET /\r\n\r\n",
+    # Control bytes in a field value, and a bare CR (RFC 9110 5.5, RFC 9112 2.2): llhttp refuses them.
+    "a control byte in a value": b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
+    "DEL in a value": b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n",
+    "a bare CR before the end of the head": b"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n",
 }
 
 
@@ -439,3 +443,28 @@ def test_blank_lines_between_requests_do_not_keep_a_connection_open(protocol_cla
         return connection.statuses, connection.transport.closed
 
     assert asyncio.run(run()) == ([200], True)
+
+
+@pytest.mark.parametrize("app", [EchoApp, lambda: answer_without_reading], ids=["waits-for-the-body", "answered-before-it"])
+@pytest.mark.parametrize("protocol_class", PROTOCOLS)
+def test_an_endless_trailer_value_is_refused_before_it_ends(protocol_class: ProtocolClass, app: Callable[[], App]) -> None:
+    async def run() -> tuple[list[int], bool]:
+        connection = Connection(protocol_class, app())
+        await connection.send(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Endless: ")
+        for _ in range(HEAD_LIMIT // 64 + 2):
+            await connection.send(b"e" * 64)
+        return connection.statuses, connection.transport.closed
+
+    statuses, closed = asyncio.run(run())
+    # Refused once the trailer passes the head limit, not held until a timer ends it.
+    assert closed and statuses[-1] == 400, statuses
+
+
+@pytest.mark.parametrize("protocol_class", PROTOCOLS)
+def test_a_body_gone_bad_after_its_answer_gets_a_400_after_it(protocol_class: ProtocolClass) -> None:
+    async def run() -> tuple[list[int], bool]:
+        connection = Connection(protocol_class, answer_without_reading)
+        await connection.send(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", b"zz\r\n")
+        return connection.statuses, connection.transport.closed
+
+    assert asyncio.run(run()) == ([503, 400], True)

@@ -81,5 +81,8 @@ def test_a_custom_page_gets_the_iso_end_the_readable_end_and_the_sentence(
 
 
 def test_the_last_instant_a_state_can_hold_is_shown_without_rounding_past_it() -> None:
+    # Rounded up to the minute: a page that says "back at 15:30" is not still up at 15:30:20.
+    assert readable_time(END - 40) == "Thursday 3 January 2030, 15:30 UTC"
+    assert readable_time(END + 1) == "Thursday 3 January 2030, 15:31 UTC"
     assert readable_time(MAX_TIME) == "Friday 31 December 9999, 23:59 UTC"
     assert readable_time(MIN_TIME) == "Monday 1 January 1, 00:00 UTC"

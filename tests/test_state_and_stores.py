@@ -138,6 +138,16 @@ def test_file_store_never_creates_directories(tmp_path: Path) -> None:
     assert FileStore(str(tmp_path / "state.json")).read() == MaintenanceState()
 
 
+def test_a_history_line_no_json_reader_can_take_back_is_skipped(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path / "state.json"))
+    (tmp_path / "state.json.history").write_text(
+        '{"version": 1, "at": "x"}\n{"version": 2, "at": NaN}\n{"version": 3, "n": 1e999}\n{"version": 4, "n": -Infinity}\n'
+    )
+    records = store.history()
+    assert [record["version"] for record in records] == [1]
+    json.dumps(records, allow_nan=False)  # what the admin API and `history --json` write
+
+
 def test_a_change_keeps_the_state_file_readable_and_a_symlink_shared(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -151,8 +161,10 @@ def test_a_change_keeps_the_state_file_readable_and_a_symlink_shared(tmp_path: P
     (linked_dir / "state.json").symlink_to(shared / "state.json")
     through_link = FileStore(str(linked_dir / "state.json"))
     change_state(through_link, lambda s: switched_off(s, now=NOW + 1, actor="b"))
-    # The file the link names was changed, with its mode; the link is still a link.
+    # The file the link names was changed, with its mode; the link is still a link, and both
+    # stores share one history (and one lock: the file beside the state, not beside the link).
     assert (linked_dir / "state.json").is_symlink()
+    assert [record["version"] for record in first.history()] == [2, 1] == [record["version"] for record in through_link.history()]
     assert first.read().enabled is False and first.read().version == 2
     assert (shared / "state.json").stat().st_mode & 0o777 == 0o640
 

@@ -4,7 +4,6 @@ a body read within its limit and its time, and the failure limit's 429."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -14,21 +13,16 @@ from starlette.responses import JSONResponse
 from gateway.admin.changes import MAX_BODY_BYTES, whole_number
 from gateway.errors import RequestError
 from gateway.failure_limit import FailureLimiter
-from gateway.http import NO_STORE_FIELDS
+from gateway.http import NO_STORE_FIELDS, json_bytes
 
 logger = logging.getLogger("gateway.admin")
 
 
 class SafeJSONResponse(JSONResponse):
-    """JSON that always encodes: text a store or a client supplied may hold lone surrogates,
-    which UTF-8 cannot carry; such a body is sent with ``\\uXXXX`` escapes instead of failing."""
+    """JSON that always encodes (``json_bytes``), and never holds NaN, which is no JSON."""
 
     def render(self, content: Any) -> bytes:
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
-            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+        return json_bytes(content, allow_nan=False)
 
 
 def error_response(error: RequestError) -> JSONResponse:

@@ -46,8 +46,6 @@ def parse_json_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json":
         raise RequestError(415, "unsupported_media_type", "send the body as application/json")
-    if len(raw) > MAX_BODY_BYTES:
-        raise RequestError(413, "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

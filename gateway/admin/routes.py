@@ -33,7 +33,7 @@ from gateway.admin.state_changes import ChangeOutcome
 from gateway.errors import ConflictError, RequestError, StoreError
 from gateway.http import NO_STORE_FIELDS
 from gateway.metrics import render as render_metrics
-from gateway.state import safe_text
+from gateway.state import MAX_REASON_LENGTH, safe_text
 
 # Readiness answers are reused this long: a flood of /ready calls opens at most one connection to Django a second.
 READY_PROBE_CACHE_SECONDS = 1.0
@@ -145,7 +145,7 @@ class AdminAPI:
 
     async def delete_maintenance(self, request: Request) -> Response:
         name, client = self.authorize(request)
-        reason = request.query_params.get("reason", "")[:500]
+        reason = request.query_params.get("reason", "")[:MAX_REASON_LENGTH]
         return await self._change(request, {"enabled": False, "reason": reason}, name, client)
 
     async def _change(self, request: Request, body: dict[str, Any], name: str, client: str) -> Response:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from gateway.admin.changes import MAX_HISTORY_LIMIT
+from gateway.admin.changes import MAX_HISTORY_LIMIT, whole_number
 from gateway.cli.client import admin_base_url, clean_token
 from gateway.errors import StateError
 from gateway.state import MAX_TIME, parse_scope, parse_time
@@ -78,10 +78,10 @@ def _checked(parse: Callable[[], Value | None], when_empty: str) -> Value:
 
 def parse_limit(text: str) -> int:
     """How many history records: as many as the admin API would send."""
-    value = text.strip()
-    if not _WHOLE_NUMBER.fullmatch(value) or not 1 <= int(value) <= MAX_HISTORY_LIMIT:
+    value = whole_number(text.strip(), MAX_HISTORY_LIMIT)
+    if not value:  # None (not a whole number, or past the maximum) or 0
         raise argparse.ArgumentTypeError(f"expected 1..{MAX_HISTORY_LIMIT}, not {ascii(text[:64])}")
-    return int(value)
+    return value
 
 
 def parse_timeout(text: str) -> float:

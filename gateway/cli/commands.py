@@ -17,7 +17,7 @@ from typing import Any
 from gateway.admin.changes import field_problem, next_state
 from gateway.admin.state_changes import ChangeOutcome, apply_operator_change, written_at
 from gateway.cli.client import AdminClient, admin_base_url, clean_token
-from gateway.cli.output import describe_replaced, describe_state, describe_unchanged, history_line
+from gateway.cli.output import describe_replaced, describe_state, describe_unchanged, history_line, shown
 from gateway.cli.parser import (
     EXIT_AUTH,
     EXIT_BROKEN_PIPE,
@@ -199,12 +199,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace, client: AdminClient 
 
 
 def cmd_check_config(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
-    shown = settings.describe()
+    described = settings.describe()
     if args.json:
-        print(json.dumps(shown, indent=2))
+        print(json.dumps(described, indent=2))
     else:
-        width = max(len(key) for key in shown)
-        for key, value in shown.items():
+        width = max(len(key) for key in described)
+        for key, value in described.items():
             print(f"{key.ljust(width)}  {value}")
     return EXIT_OK
 
@@ -297,7 +297,8 @@ def failure(exc: GatewayError, args: argparse.Namespace) -> tuple[str, int]:
     if isinstance(exc, AdminError):
         payload: dict[str, Any] = exc.payload
         message = payload.get("message")
-        said = in_flags(payload.get("field"), message, args) if isinstance(message, str) else str(payload.get("error") or "an error")
+        # Whatever answers at --url wrote it: shown as seen, never obeyed by the terminal.
+        said = in_flags(payload.get("field"), shown(message), args) if isinstance(message, str) else shown(str(payload.get("error") or "an error"))
         return f"the gateway refused: {said} (HTTP {exc.status})", _ADMIN_EXITS.get(exc.status, EXIT_FAILURE)
     for kind, code, template in _FAILURES:
         if isinstance(exc, kind):

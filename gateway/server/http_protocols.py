@@ -43,7 +43,7 @@ import asyncio
 import functools
 import logging
 import re
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import h11
 import httptools
@@ -189,6 +189,9 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
         self._head_bytes_received = 0  # raw bytes of reads that found a head arriving
         self._head_started: float | None = None
         self._cycle_at_head_start: Any = None
+        # The request whose chunk line (or, after the last chunk, trailer section) is arriving:
+        # llhttp keeps an unfinished trailer value whole, so those bytes count as a head's do.
+        self._chunk_line_cycle: Any = None
         self._host_fields = 0  # Host fields in the request head (RFC 9112 3.2: exactly one in HTTP/1.1)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -203,7 +206,8 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
         # are counted here, before the parser sees them. The read in which a head begins
         # is not counted (the head's start in it is not known); the parser's own reports
         # (on_url, on_header) measure every complete head exactly.
-        if self.cycle is self._cycle_at_head_start:
+        cycle = self.cycle
+        if cycle is self._cycle_at_head_start or cycle is self._chunk_line_cycle:
             received = self._head_bytes_received + len(data)
             if received > self._max_header_bytes:
                 self._receive_past_head_limit(data)
@@ -218,8 +222,8 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
         requests, a body). A head that begins in a piece starts its count again at the next
         one (``on_message_begin``); a head still arriving with no room left is refused."""
         while data:
-            if self.cycle is not self._cycle_at_head_start:
-                # The head ended within the limit; the rest is its body or the next request.
+            if self.cycle is not self._cycle_at_head_start and self.cycle is not self._chunk_line_cycle:
+                # The head (or trailer) ended within the limit; the rest is a body or the next request.
                 self.data_received(data)
                 return
             room = self._max_header_bytes - self._head_bytes_received
@@ -236,11 +240,28 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
             if self.transport.is_closing():
                 return
 
+    def on_chunk_header(self) -> None:
+        # A chunk's size line has been read; for the last chunk the trailer section follows.
+        self._chunk_line_cycle = self.cycle
+        self._head_bytes_received = 0
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_line_cycle = None
+
+    def on_body(self, body: bytes) -> None:
+        self._chunk_line_cycle = None  # chunk data, not a line: bounded by the body limits
+        super().on_body(body)
+
     def send_400_response(self, msg: str) -> None:
         # A malformed request behind pipelined ones still being answered: their answers go
         # first (closing now would cut the one being written, mid-answer), then the 400. The
         # latest request's answer is the last of them; reading stops until it is sent.
         cycle = self.cycle
+        if cycle is not None and cycle.more_body and cycle.response_started and not cycle.response_complete:
+            # The request's own body went bad while its answer is still being sent: a 400 now
+            # would land inside that answer's body. The connection is cut instead.
+            self.transport.abort()
+            return
         if cycle is None or cycle.more_body or cycle.response_complete or self.transport.is_closing():
             # No request before this one is owed an answer (or its own body is the malformed part).
             super().send_400_response(msg)
@@ -426,6 +447,18 @@ class GatewayH11Protocol(_ConnectionLimits, H11Protocol):
                 self.loop.call_later(self.timeout_keep_alive, handler) if idle_until is None else self.loop.call_at(idle_until, handler)
             )
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's own sends the 400 through h11, which raises once the answer is out (a body
+        # gone bad after an answer that did not wait for it): as under httptools, the 400 is
+        # then written raw, or, with the answer still being sent, the connection cut.
+        state = self.conn.our_state
+        if state is h11.SEND_BODY:
+            self.transport.abort()
+        elif state is not h11.IDLE and state is not h11.SEND_RESPONSE:
+            HttpToolsProtocol.send_400_response(cast(HttpToolsProtocol, self), msg)  # its bytes, written raw
+        else:
+            super().send_400_response(msg)
+
     def _request_begun(self) -> bool:
         return len(self.conn._receive_buffer) > 0 or self.conn.their_state is not h11.IDLE
 
@@ -458,7 +491,9 @@ LLHTTP_METHODS = frozenset(
 )
 
 # A LF without its CR, or a line that starts with white space (obsolete folding).
-_MALFORMED_HEAD = re.compile(rb"(?<!\r)\n|\r\n[ \t]")
+# A bare LF, a bare CR (a CR ending a read may be followed by its LF), a folded line, or a
+# control byte in a field value: llhttp refuses each (RFC 9110 5.5), h11 would take them.
+_MALFORMED_HEAD = re.compile(rb"(?<!\r)\n|\r(?=[^\n])|\r\n[ \t]|[\x00-\x08\x0e-\x1f\x7f]")
 # A request line with runs of spaces between its three parts, which llhttp reads as single ones.
 _SPACED_REQUEST_LINE = re.compile(rb"([^ \r\n]+) +([^ \r\n]+) +(HTTP/[0-9]\.[0-9])")
 # Each Content-Length field line of a head, with its value.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import stat
 import tempfile
@@ -67,6 +68,17 @@ def require_directory(path: str) -> None:
         raise ValueError(f"{_no_directory(directory)} (the store creates its file, not directories)")
 
 
+def _not_a_number(text: str) -> float:
+    raise ValueError(f"{text} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
 def _no_directory(directory: Path) -> str:
     return f"the directory {directory} does not exist"
 
@@ -74,8 +86,12 @@ def _no_directory(directory: Path) -> str:
 class FileStore:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
-        self.history_path = Path(f"{path}.history")
         self.description = f"file:{path}"
+
+    def _target(self) -> Path:
+        """The file the state is in: a symlink's target, so that whoever reaches it through a
+        link shares its history and its lock too (resolved at each use: a link may change)."""
+        return Path(os.path.realpath(self.path))
 
     def read(self, consistent: bool = False) -> MaintenanceState:
         try:
@@ -102,16 +118,17 @@ class FileStore:
             raise StoreError(f"{self.path}: {exc}") from exc
 
     def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
+        target = self._target()
         try:
-            with os.fdopen(open_regular(Path(f"{self.path}.lock"), os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+b") as lock:
+            with os.fdopen(open_regular(Path(f"{target}.lock"), os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+b") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 # Opened before the state is replaced: a history that cannot be written stops the change.
                 history_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-                with os.fdopen(open_regular(self.history_path, history_flags), "a", encoding="utf-8") as history:
+                with os.fdopen(open_regular(Path(f"{target}.history"), history_flags), "a", encoding="utf-8") as history:
                     current = self.read()
                     if current.version != state.version - 1:
                         raise ConflictError(state.version - 1, current.version)
-                    self._replace(state)
+                    self._replace(state, target)
                     history.write(json.dumps(history_record(previous, state)) + "\n")
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not self.path.parent.exists():
@@ -122,11 +139,10 @@ class FileStore:
     def _missing_directory(self, action: str) -> str:
         return f"cannot {action} {self.path}: {_no_directory(self.path.parent)}"
 
-    def _replace(self, state: MaintenanceState) -> None:
+    def _replace(self, state: MaintenanceState, target: Path) -> None:
         # The file a symlink names is the one replaced (the link stays, shared by whoever uses
         # it), with the mode it had: mkstemp's 0600 would lock out gateways running as another
         # user, and they would keep serving the old state.
-        target = Path(os.path.realpath(self.path))
         try:
             mode = stat.S_IMODE(target.stat().st_mode)
         except FileNotFoundError:
@@ -145,20 +161,22 @@ class FileStore:
             raise
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        history_path = Path(f"{self._target()}.history")
         try:
             # errors="replace": a stray byte becomes U+FFFD or spoils its own line (skipped below), never the whole history.
-            with os.fdopen(open_regular(self.history_path, os.O_RDONLY), encoding="utf-8", errors="replace") as handle:
+            with os.fdopen(open_regular(history_path, os.O_RDONLY), encoding="utf-8", errors="replace") as handle:
                 lines = deque(handle, maxlen=limit)
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise StoreError(f"cannot read {self.history_path}: {exc.strerror or exc}") from exc
+            raise StoreError(f"cannot read {history_path}: {exc.strerror or exc}") from exc
         records = []
         for line in reversed(lines):
             try:
-                record = json.loads(line)
+                # NaN and Infinity (or 1e999) are no JSON a reader of the history can take back.
+                record = json.loads(line, parse_constant=_not_a_number, parse_float=_finite_float)
             except (ValueError, RecursionError):
-                continue  # a torn last line from a crash: skip it, keep the rest
+                continue  # a torn last line from a crash, or a hand-edited one: skip it, keep the rest
             if isinstance(record, dict):  # readers rely on each record being an object
                 records.append(record)
         return records
