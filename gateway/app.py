@@ -63,7 +63,7 @@ class Gateway:
             idle_timeout=settings.upstream_idle_timeout,
             max_idle=settings.upstream_max_idle,
         )
-        self.trusted = TrustedPeers(settings.forwarded_allow_ips)
+        self.trusted = TrustedPeers(settings.forwarded_allow_ips, settings.forwarded_hops)
         self.metrics = Metrics()
         self.proxy = Proxy(
             self.pool,

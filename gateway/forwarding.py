@@ -109,12 +109,31 @@ def under_segment_prefixes(path: str, prefixes: tuple[str, ...], exact: frozense
     return not has_dot_segment(path)
 
 
-class TrustedPeers:
-    """Which peers may speak for the client in X-Forwarded-* (``GATEWAY_FORWARDED_ALLOW_IPS``)."""
+# The client's address when the X-Forwarded-For entry that names it is not an IP address: it
+# matches no GATEWAY_BYPASS_IPS, and every such client shares one failure-limit budget (so
+# made-up entries buy no fresh budgets and no log line repeats what a client wrote).
+UNKNOWN_CLIENT = "unknown"
 
-    def __init__(self, networks: tuple[Network, ...]) -> None:
+
+def _address_or_unknown(entry: bytes) -> str:
+    """One X-Forwarded-For entry as the client's address: the IP address in its usual
+    spelling, or UNKNOWN_CLIENT."""
+    try:
+        return str(ipaddress.ip_address(entry.decode("latin-1").strip(" \t")))
+    except ValueError:
+        return UNKNOWN_CLIENT
+
+
+class TrustedPeers:
+    """Which peers may speak for the client in X-Forwarded-* (``GATEWAY_FORWARDED_ALLOW_IPS``),
+    and how many proxies in front of the gateway append to X-Forwarded-For
+    (``GATEWAY_FORWARDED_HOPS``; 0: walk past the trusted ones instead)."""
+
+    def __init__(self, networks: tuple[Network, ...], hops: int = 0) -> None:
         self.networks = networks
+        self.hops = hops
         self._trusted: BoundedCache[str, bool] = BoundedCache(self._decide)
+        self._addresses: BoundedCache[bytes, str] = BoundedCache(_address_or_unknown)
 
     def trusts(self, host: str) -> bool:
         return self._trusted[host]
@@ -127,9 +146,21 @@ class TrustedPeers:
         return any(address in network for network in self.networks)
 
     def client_ip(self, peer: str, forwarded_for: bytes | None) -> str:
-        """The client's address: walk X-Forwarded-For from the right while the hop is trusted."""
+        """The client's address, when the peer is trusted, from X-Forwarded-For.
+
+        With ``hops`` (N): the N-th entry from the right, which the outermost of the N proxies
+        wrote as its own peer, so nothing a client (or a host beside the proxies) writes to the
+        left of it counts; with fewer than N entries, the leftmost, which the closest proxy
+        wrote (Django REST framework's NUM_PROXIES rule). An entry that is not an IP address
+        gives UNKNOWN_CLIENT. Without ``hops``: walk from the right while the hop is trusted,
+        which any host inside a trusted CIDR can steer by adding its own entries.
+        """
         if forwarded_for is None or not self.trusts(peer):
             return peer
+        if self.hops:
+            # rsplit: the entries a client wrote on the left are never split, however many.
+            entries = forwarded_for.rsplit(b",", self.hops)
+            return self._addresses[entries[-min(self.hops, len(entries))]]
         hops = [hop.strip() for hop in forwarded_for.decode("latin-1").split(",")]
         client = peer
         for hop in reversed(hops):
@@ -142,8 +173,9 @@ class TrustedPeers:
 
     def client_address(self, scope: Mapping[str, Any]) -> str:
         """The client's address for a request: the one rule every decision about a client uses
-        (the bypass IPs, the admin failure limit). Several X-Forwarded-For lines are one list,
-        in order (RFC 9110 5.3), so a trusted proxy that adds its own line is walked past too.
+        (the bypass IPs, the admin failure limit, the bypass login). Several X-Forwarded-For
+        lines are one list, in order (RFC 9110 5.3), so a trusted proxy that adds its own line
+        is counted (or walked past) too.
         """
         client = scope.get("client")
         forwarded_for: bytes | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 # Upstream time to the response head, in seconds: sub-millisecond on loopback up to timeouts.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -39,7 +40,20 @@ class Metrics:
         self.upstream_errors_by_status[status] = self.upstream_errors_by_status.get(status, 0) + 1
 
 
-def render(metrics: Metrics, gauges: Callable[[], dict[str, float | None]], store_errors: int, store_reads: int) -> str:
+class StoreCounts(Protocol):
+    """What the refresher counts of its store (``refresher.StateHolder`` is one)."""
+
+    @property
+    def reads(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def confirming_reads(self) -> int: ...
+    @property
+    def went_back(self) -> int: ...
+
+
+def render(metrics: Metrics, gauges: Callable[[], dict[str, float | None]], store: StoreCounts) -> str:
     lines = [
         "# HELP gateway_requests_total Requests by what the gateway did with them.",
         "# TYPE gateway_requests_total counter",
@@ -67,10 +81,16 @@ def render(metrics: Metrics, gauges: Callable[[], dict[str, float | None]], stor
     lines += [
         "# HELP gateway_store_reads_total Reads of the store since start (flat under load: one per interval).",
         "# TYPE gateway_store_reads_total counter",
-        f"gateway_store_reads_total {store_reads}",
+        f"gateway_store_reads_total {store.reads}",
         "# HELP gateway_store_errors_total Failed reads of the store since start.",
         "# TYPE gateway_store_errors_total counter",
-        f"gateway_store_errors_total {store_errors}",
+        f"gateway_store_errors_total {store.errors}",
+        "# HELP gateway_store_confirming_reads_total Strongly consistent reads made to confirm a read that was not newer than the state held.",
+        "# TYPE gateway_store_confirming_reads_total counter",
+        f"gateway_store_confirming_reads_total {store.confirming_reads}",
+        "# HELP gateway_store_went_back_total Times the store was confirmed to hold a lower version than this process (a deleted item or file, a restored backup), which it then followed.",
+        "# TYPE gateway_store_went_back_total counter",
+        f"gateway_store_went_back_total {store.went_back}",
     ]
     for name, (kind, help_text) in GAUGES.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
@@ -107,7 +127,7 @@ class WebSocketMetrics:
         # as a label: the codes RFC 6455 defines by number, any other under "other". A client may
         # close with any of 4,000 application codes, and each label value is a series to keep.
         self.closes_by_code: dict[str, int] = {}
-        self.refused = {"maintenance": 0, "overloaded": 0, "upstream": 0, "bad_request": 0}
+        self.refused = {"maintenance": 0, "overloaded": 0, "client_limit": 0, "upstream": 0, "bad_request": 0}
 
     def closed(self, code: int) -> None:
         label = _CLOSE_CODE_LABELS.get(code, "other")

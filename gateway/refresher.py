@@ -4,6 +4,12 @@ The hot path reads ``holder.state`` (one attribute) and never waits on the store
 The refresher reads the store in a worker thread every interval, one read at a time
 (a slow store delays the next read instead of piling up threads), and swaps the
 state whole. A failed read keeps the last good state in force.
+
+The store is the source of truth, and its version can go back (a deleted item or file,
+a restored backup). A read that is not newer than every version held since start may
+also be a replica that lags behind; such a read is confirmed by a strongly consistent
+one before it is taken in, so a lagging replica never flaps the state and a store that
+went back is followed within the interval.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import random
 import time
 
 from gateway.errors import StoreError
-from gateway.state import MaintenanceState
+from gateway.state import MaintenanceState, format_time
 from gateway.stores import Store, call_off_loop
 
 logger = logging.getLogger("gateway.state")
@@ -48,28 +54,64 @@ class StateHolder:
         self.last_error: str | None = None
         self.reads = 0  # store reads attempted since start: flat under load, one per interval
         self.errors = 0  # failed reads since start
+        self.highest_version = initial.version  # the highest version held since start
+        self.confirming_reads = 0  # strongly consistent reads made to confirm a read (see needs_confirmation)
+        self.went_back = 0  # times the store was confirmed to hold a lower version than the one held
+        self.last_went_back: dict[str, object] | None = None  # the last time: from, to, at
         self._was_active: bool | None = None
 
+    def needs_confirmation(self, state: MaintenanceState) -> bool:
+        """Whether an eventually consistent read of ``state`` must be confirmed by a strongly
+        consistent one before it is taken in: it differs from the state held and is not newer
+        than every version held since start, so it may come from a replica that has not seen
+        the latest write (this process's own, or the one it followed when the store went back)."""
+        return self.loaded and state != self.state and state.version <= self.highest_version
+
     def apply(self, state: MaintenanceState, *, source: str) -> bool:
-        """Swap in ``state`` unless it is older than the one held; True when it changed."""
+        """Swap in ``state``, the store as it is (a strongly consistent read, or a read newer than
+        any version held); True when it changed. A lower version is followed, and said so."""
         current = self.state
-        if self.loaded and state.version < current.version:
-            # An eventually consistent read may lag behind a write this process made itself.
-            return False
         first = not self.loaded
         self.loaded = True
         if state == current:
             return False
         self.state = state
+        self.highest_version = max(self.highest_version, state.version)
         self._was_active = state.active(time.time())  # a change by hand is logged below, not as a window
         if first:
             logger.info("maintenance state loaded", extra={"event": "state_loaded", "source": source, "new": _summary(state)})
+        elif state.version < current.version:
+            self._note_went_back(current, state, source)
         else:
             logger.info(
                 "maintenance state changed",
                 extra={"event": "state_changed", "source": source, "old": _summary(current), "new": _summary(state)},
             )
+        if state.scope_refused is not None and state.scope_refused != current.scope_refused:
+            # Once per refusal, not per read: the same item is read every interval.
+            logger.warning(
+                "the stored scope is refused (%s); maintenance covers the whole site",
+                state.scope_refused,
+                extra={"event": "scope_refused", "source": source, "reason": state.scope_refused, "version": state.version},
+            )
         return True
+
+    def apply_written(self, state: MaintenanceState, *, source: str) -> bool:
+        """``apply`` for a state this process wrote (or read to build a change that wrote nothing),
+        unless a refresh brought a newer version meanwhile: the write's answer is then the older."""
+        if self.loaded and state.version < self.state.version:
+            return False
+        return self.apply(state, source=source)
+
+    def _note_went_back(self, old: MaintenanceState, new: MaintenanceState, source: str) -> None:
+        self.went_back += 1
+        self.last_went_back = {"from": old.version, "to": new.version, "at": format_time(time.time()), "times": self.went_back}
+        logger.warning(
+            "the store went back from version %d to %d (confirmed by a consistent read); following it",
+            old.version,
+            new.version,
+            extra={"event": "state_went_back", "source": source, "old": _summary(old), "new": _summary(new)},
+        )
 
     def note_schedule(self, now: float) -> None:
         """Log when maintenance starts or ends by itself (a scheduled window), once per change.
@@ -132,6 +174,11 @@ class Refresher:
         try:
             # A daemon thread: a read stuck for good cannot keep the process alive after SIGTERM.
             state = await call_off_loop(self.store.read)
+            if self.holder.needs_confirmation(state):
+                # A lagging replica, or a store that went back: only a strongly consistent read
+                # (the dearer kind, made only now) tells them apart, and what it says is followed.
+                self.holder.confirming_reads += 1
+                state = await call_off_loop(self.store.read, True)  # consistent=True
         except StoreError as exc:
             self.holder.record_failure(str(exc))
             return False

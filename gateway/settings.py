@@ -352,6 +352,13 @@ class Settings:
     websocket_max_connections: int = setting(
         whole(1, MANY), "1000", "open WebSockets per process; more are refused (1013)"
     )
+    websocket_max_per_client: int = setting(
+        # A browser holds one socket per open tab of a page that uses one; an office behind one
+        # NAT address is many browsers. One client alone must not take every slot of the process.
+        whole(1, MANY),
+        "50",
+        "open WebSockets per client (an IPv4 address or IPv6 /64, as the failure limit counts); more are refused (1013)",
+    )
     websocket_max_message_bytes: int = setting(
         whole(1024, 64 * MIB),
         "1048576",
@@ -410,6 +417,15 @@ class Settings:
     bypass_cookie_ttl: int = setting(whole(60, 30 * DAY), "28800", "seconds a bypass cookie stays valid")
     forwarded_allow_ips: tuple[Network, ...] = setting(
         parse_networks, "127.0.0.1", "peers trusted to set X-Forwarded-For (IPs, CIDRs or *)"
+    )
+    # How many proxies append to X-Forwarded-For in front of the gateway (ALB and nginx: 2), as
+    # Django REST framework's NUM_PROXIES and Werkzeug's ProxyFix x_for count them. Above 16 a
+    # chain is a misconfiguration, not a deployment.
+    forwarded_hops: int = setting(
+        whole(0, 16),
+        "0",
+        "proxies in front of the gateway that append to X-Forwarded-For: the client is the address that many "
+        "from the right; 0: walk from the right past GATEWAY_FORWARDED_ALLOW_IPS",
     )
     maintenance_page: str = setting(parse_readable_file, "", "HTML file served as the maintenance page")
     maintenance_message: str = setting(

@@ -128,6 +128,21 @@ def parse_scope(value: Any) -> tuple[str, ...] | None:
     return tuple(prefixes) or None
 
 
+def stored_scope(value: list[str] | None) -> tuple[tuple[str, ...] | None, str | None]:
+    """A stored scope read with the writer's own check (``parse_scope``), and why it was refused.
+
+    A scope the admin API would refuse (written by hand, by a script) is neither cut down nor
+    kept as written: cut, it silently drops prefixes; kept, a prefix that matches no request
+    path puts those paths back online unseen. It covers the whole site instead, since
+    maintenance is the safe side, and the reason travels with the state (health, ``status``,
+    the log) so it is seen. Returns (scope, None) for a scope the API would take.
+    """
+    try:
+        return parse_scope(value), None
+    except StateError as exc:
+        return None, exc.reason
+
+
 def parse_time(field: str, value: Any) -> float | None:
     """ISO-8601 text (a zone is required) or None; returns POSIX seconds."""
     if value is None or value == "":
@@ -163,6 +178,9 @@ class MaintenanceState:
     version: int = 0
     # Path prefixes (whole segments) when only part of the site is in maintenance; None is the whole site.
     scope: tuple[str, ...] | None = None
+    # Why the stored scope was refused (see ``stored_scope``), the state then covering the whole
+    # site; never written to a store: it says how this item was read, not what a writer asked for.
+    scope_refused: str | None = None
 
     def __post_init__(self) -> None:
         # Times are kept to the millisecond, as they are written, so a state read back equals the one written.
@@ -184,6 +202,10 @@ class MaintenanceState:
                 object.__setattr__(self, name, repaired)
         if self.scope is not None:
             self._normalise_scope()
+        if self.scope_refused is not None:
+            if not isinstance(self.scope_refused, str):
+                raise StateError("scope_refused", "expected text")
+            object.__setattr__(self, "scope_refused", safe_text(self.scope_refused))
         parse_mode(self.mode)
         if len(self.message) > MAX_MESSAGE_LENGTH:
             raise StateError("message", f"longer than {MAX_MESSAGE_LENGTH} characters")
@@ -262,7 +284,16 @@ class MaintenanceState:
         item["status"] = self.status(now)
         item["active"] = self.active(now)
         item["upcoming"] = self.upcoming(now)
+        item["scope_refused"] = self.scope_refused
         return item
+
+    @classmethod
+    def from_description(cls, described: dict[str, Any]) -> MaintenanceState:
+        """A state as ``describe`` shows it (a gateway's answer): the stored fields, and the
+        refusal of a stored scope, which is how that gateway read its store."""
+        state = cls.from_item(described)
+        refused = described.get("scope_refused")
+        return dataclasses.replace(state, scope_refused=refused) if isinstance(refused, str) else state
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> MaintenanceState:
@@ -301,9 +332,11 @@ class MaintenanceState:
             if not isinstance(value, str):
                 raise StateError(name, "expected text")
             texts[name] = safe_text(value)
-        scope = item.get("scope")
-        if scope is not None and (not isinstance(scope, list) or not all(isinstance(prefix, str) for prefix in scope)):
+        raw_scope = item.get("scope")
+        if raw_scope is not None and (not isinstance(raw_scope, list) or not all(isinstance(prefix, str) for prefix in raw_scope)):
             raise StateError("scope", "expected a list of path prefixes")
+        # The rules a write is held to, not a copy of them: see stored_scope.
+        scope, scope_refused = stored_scope(raw_scope)
         return cls(
             enabled=enabled,
             mode=parse_mode(texts["mode"] or "full"),
@@ -314,8 +347,8 @@ class MaintenanceState:
             updated_at=parse_time("updated_at", item.get("updated_at")),
             updated_by=texts["updated_by"][:MAX_ACTOR_LENGTH],
             version=version,
-            # Text in it is repaired (and the prefixes normalised) by the state itself.
-            scope=tuple(prefix[:MAX_PREFIX_LENGTH] for prefix in scope[:MAX_SCOPE_PREFIXES]) if scope else None,
+            scope=scope,
+            scope_refused=scope_refused,
         )
 
 
@@ -357,6 +390,7 @@ def switched_off(current: MaintenanceState, *, now: float, actor: str, reason: s
         starts_at=None,
         ends_at=None,
         scope=None,
+        scope_refused=None,
         reason=reason,
         updated_at=now,
         updated_by=actor[:MAX_ACTOR_LENGTH],

@@ -37,6 +37,7 @@ from websockets.uri import parse_uri
 
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.errors import BadRequest
+from gateway.failure_limit import client_group
 from gateway.forwarding import HOP_BY_HOP, under_segment_prefixes
 from gateway.server.websocket_protocol import CLIENT_LOST, forget_server_stop, when_server_stops
 from gateway.state import MaintenanceState
@@ -79,6 +80,7 @@ def maintenance_reason(message: str, retry_after: int) -> str:
 
 
 OVERLOADED_REASON = "overloaded; retry-after=1; too many open WebSockets"
+CLIENT_LIMIT_REASON = "overloaded; retry-after=1; too many open WebSockets from this client"
 
 
 def sendable_code(code: int) -> int:
@@ -150,6 +152,8 @@ class WebSocketRelay:
         self.host, self.port = parts.hostname, parts.port or 80
         self.uri = parse_uri(f"ws://{parts.netloc}/")
         self.max_connections = settings.websocket_max_connections
+        self.max_per_client = settings.websocket_max_per_client
+        self.per_client: dict[str, int] = {}  # sockets open or connecting, per client group
         self.max_message_bytes = settings.websocket_max_message_bytes
         self.connect_timeout = settings.upstream_connect_timeout
         self.handshake_timeout = settings.upstream_read_timeout
@@ -187,14 +191,29 @@ class WebSocketRelay:
             self.metrics.refused["overloaded"] += 1
             await self._refuse(scope, send, OVERLOADED_REASON, 503)
             return
-        self.connecting += 1
-        try:
-            upstream = await self._connect(scope, send)
-        finally:
-            self.connecting -= 1
-        if upstream is None:
+        # The client by the one address rule (bypass IPs, the failure limit), grouped as the
+        # failure limit groups it: an IPv6 host holds a whole /64.
+        client = client_group(self.gateway.trusted.client_address(scope))
+        held = self.per_client.get(client, 0)
+        if held >= self.max_per_client:
+            self.metrics.refused["client_limit"] += 1
+            await self._refuse(scope, send, CLIENT_LIMIT_REASON, 503)
             return
-        await self._relay(scope, receive, send, upstream)
+        self.per_client[client] = held + 1
+        try:
+            self.connecting += 1
+            try:
+                upstream = await self._connect(scope, send)
+            finally:
+                self.connecting -= 1
+            if upstream is not None:
+                await self._relay(scope, receive, send, upstream)
+        finally:
+            left = self.per_client[client] - 1
+            if left:
+                self.per_client[client] = left
+            else:
+                del self.per_client[client]  # only clients holding sockets are kept
 
     def refuses(self, state: MaintenanceState, now: float, scope: Scope) -> bool:
         """Whether maintenance in ``state`` keeps this socket out: it applies now, covers the

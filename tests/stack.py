@@ -39,7 +39,6 @@ DEPLOY_PARAMETERS = {
     "DjangoWsgiApplication": "shop.wsgi",
     "ClusterName": "web",
     "VpcId": "vpc-0a1b2c3d4e5f60718",
-    "VpcCidr": "10.20.0.0/16",
     "Subnets": "subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002",
     "SecurityGroup": "sg-0a1b2c3d4e5f60003",
     "ListenerArn": f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2",

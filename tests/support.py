@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -286,6 +287,22 @@ class DynamoDBServer:
         for line in self.recording.read_text().splitlines():
             headers = {key.lower(): value for key, value in json.loads(line)["headers"].items()}
             if headers.get("x-amz-target") == f"DynamoDB_20120810.{target}":
+                count += 1
+        return count
+
+    def get_items(self, consistent: bool) -> int:
+        """How many GetItems the server received with ``ConsistentRead`` set (or not): the
+        refresh's reads are eventually consistent, a confirming read strongly consistent."""
+        if not self.recording.exists():
+            return 0
+        count = 0
+        for line in self.recording.read_text().splitlines():
+            entry = json.loads(line)
+            headers = {key.lower(): value for key, value in entry["headers"].items()}
+            if headers.get("x-amz-target") != "DynamoDB_20120810.GetItem":
+                continue
+            body = base64.b64decode(entry["body"]) if entry.get("body_encoded") else entry.get("body") or "{}"
+            if bool(json.loads(body).get("ConsistentRead")) == consistent:
                 count += 1
         return count
 

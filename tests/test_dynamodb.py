@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from gateway.errors import ConflictError, StoreError
+from gateway.refresher import Refresher, StateHolder
 from gateway.state import MaintenanceState, switched_off, switched_on
 from gateway.stores import change_state, open_store
 from gateway.stores.dynamodb import DynamoDBLocation, DynamoDBStore
@@ -362,3 +365,191 @@ def test_a_hostile_dynamodb_item_never_breaks_health_the_503_or_status(hostile_t
     assert_gateway_survives(gateway, url, commands=(("status",),))  # one run: each start imports boto3
     log = gateway.server.log()
     assert "Traceback" not in log and "Logging error" not in log, log[-3000:]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_deleted_item_is_followed_after_one_consistent_read_and_written_past(log_dir: Path, raw_upstream: str) -> None:
+    recorded = DynamoDBServer(log_dir, name="moto-went-back", record=True)
+    gateway = None
+    try:
+        url = new_table(recorded, "went-back")
+        store = open_store(url)
+        assert isinstance(store, DynamoDBStore)
+        for message in ("one", "two"):
+            change_state(store, lambda s: switched_on(s, now=time.time(), actor="ops", message=message))
+        first_record = store.history()[-1]
+        gateway = Gateway(log_dir, raw_upstream, {"GATEWAY_STORE": url, "GATEWAY_REFRESH_INTERVAL": "0.2"}, name="went-back")
+        gateway.wait_for_version(2)
+        eventual, consistent = recorded.get_items(False), recorded.get_items(True)
+        time.sleep(1.0)
+        steady = (recorded.get_items(False) - eventual, recorded.get_items(True) - consistent)
+        store._client.delete_item(TableName="went-back", Key={"pk": {"S": "prod"}, "sk": {"S": "state"}})
+        deleted = time.monotonic()
+        assert wait_until(lambda: httpx.get(f"{gateway.url}/echo").status_code == 200)
+        followed_after = time.monotonic() - deleted
+        time.sleep(1.0)
+        confirming = recorded.get_items(True) - consistent
+        detailed = gateway.health()
+        metrics = gateway.metrics()
+        status = cli(url, "status")
+        on = cli(url, "on", "--message", "after the deletion")
+        gateway.wait_for_version(3)
+        serving = httpx.get(f"{gateway.url}/echo").status_code
+        history = store.history()
+    finally:
+        log = gateway.server.log() if gateway is not None else ""
+        if gateway is not None:
+            gateway.stop()
+        recorded.stop()
+    # The refresh stays one eventually consistent GetItem per interval (0.2 s here)...
+    assert steady[1] == 0 and 3 <= steady[0] <= 7, steady
+    # ...and the deletion costs one strongly consistent one, which it is then followed on.
+    assert confirming == 1, confirming
+    assert followed_after < 0.2 * 1.1 + 0.5, followed_after
+    assert detailed["state"]["version"] == 0 and detailed["store"]["status"] == "ok"
+    assert (detailed["store"]["went_back"]["from"], detailed["store"]["went_back"]["to"]) == (2, 0)
+    assert "gateway_store_went_back_total 1\n" in metrics
+    assert log.count('"event": "state_went_back"') == 1, log
+    assert "maintenance: off" in status.stdout and "version:     0" in status.stdout
+    # The CLI numbers its change past the history, so the gateway takes it as new, and the
+    # records of versions 1 and 2 are kept as they were.
+    assert on.returncode == 0 and "version:     3" in on.stdout, on.stderr
+    assert serving == 503
+    assert [record["version"] for record in history] == [3, 2, 1] and history[-1] == first_record
+
+
+def test_an_older_item_restored_from_a_backup_is_followed_by_the_fleet(log_dir: Path, dynamodb: DynamoDBServer, raw_upstream: str) -> None:
+    url = new_table(dynamodb, "restored")
+    store = open_store(url)
+    assert isinstance(store, DynamoDBStore)
+    key = {"pk": {"S": "prod"}, "sk": {"S": "state"}}
+    change_state(store, lambda s: switched_on(s, now=time.time(), actor="ops", message="the backup"))
+    backup = store._client.get_item(TableName="restored", Key=key, ConsistentRead=True)["Item"]
+    change_state(store, lambda s: switched_off(s, now=time.time(), actor="ops"))
+    change_state(store, lambda s: switched_on(s, now=time.time(), actor="ops", message="three"))
+    records_before = store.history()
+    env = {"GATEWAY_STORE": url, "GATEWAY_REFRESH_INTERVAL": "0.3"}
+    gateways = [Gateway(log_dir, raw_upstream, env, name=f"restored-{n}") for n in range(2)]
+    try:
+        for gateway in gateways:
+            gateway.wait_for_version(3)
+        store._client.put_item(TableName="restored", Item=backup)
+        for gateway in gateways:
+            assert wait_until(lambda: gateway.health()["state"]["version"] == 1), gateway.health()
+        restored = [gateway.health() for gateway in gateways]
+        messages = [httpx.get(f"{gateway.url}/echo", headers={"Accept": "application/json"}).json()["message"] for gateway in gateways]
+        off = cli(url, "off", "--reason", "after the restore")
+        for gateway in gateways:
+            gateway.wait_for_version(4)
+        after = [httpx.get(f"{gateway.url}/echo").status_code for gateway in gateways]
+        records = store.history()
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+    assert all((h["store"]["went_back"]["from"], h["store"]["went_back"]["to"]) == (3, 1) for h in restored), restored
+    assert messages == ["the backup", "the backup"]
+    assert off.returncode == 0 and "version:     4" in off.stdout, off.stderr
+    assert after == [200, 200]
+    assert [record["version"] for record in records] == [4, 3, 2, 1] and records[1:] == records_before
+
+
+class LaggingReplica:
+    """A boto3 client whose eventually consistent GetItems are answered from a second table: a
+    replica that has not caught up. Strongly consistent reads, and everything else, go to the table."""
+
+    def __init__(self, client: Any, replica_table: str) -> None:
+        self.client = client
+        self.replica_table = replica_table
+        self.consistent_reads = 0
+
+    def get_item(self, **kwargs: Any) -> Any:
+        if kwargs.get("ConsistentRead"):
+            self.consistent_reads += 1
+            return self.client.get_item(**kwargs)
+        return self.client.get_item(**{**kwargs, "TableName": self.replica_table})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_a_lagging_replica_never_flaps_the_state_and_a_deletion_is_still_followed(dynamodb: DynamoDBServer) -> None:
+    primary = open_store(new_table(dynamodb, "primary"))
+    replica = open_store(new_table(dynamodb, "primary-replica"))
+    assert isinstance(primary, DynamoDBStore) and isinstance(replica, DynamoDBStore)
+    key = {"pk": {"S": "prod"}, "sk": {"S": "state"}}
+
+    def copy_to_replica() -> None:
+        item = primary._client.get_item(TableName="primary", Key=key, ConsistentRead=True).get("Item")
+        if item is None:
+            replica._client.delete_item(TableName="primary-replica", Key=key)
+        else:
+            replica._client.put_item(TableName="primary-replica", Item=item)
+
+    router = LaggingReplica(primary._client, "primary-replica")
+    store = DynamoDBStore(primary.location, client=router, write_client=primary._write_client)
+    holder = StateHolder(MaintenanceState())
+    refresher = Refresher(store, holder, interval=0.01)
+    on = change_state(primary, lambda s: switched_on(s, now=time.time(), actor="ops"))
+    copy_to_replica()
+    seen: list[int] = []
+
+    async def refresh(times: int) -> None:
+        for _ in range(times):
+            assert await refresher.refresh_once()
+            seen.append(holder.state.version)
+
+    asyncio.run(refresh(2))
+    assert holder.state == on and router.consistent_reads == 0  # nothing to confirm: no extra cost
+    # This process writes version 2 (as the admin API does); the replica still answers 1.
+    off = change_state(store, lambda s: switched_off(s, now=time.time(), actor="ops"))
+    holder.apply_written(off, source="admin API (test)")
+    router.consistent_reads = 0  # the write's own reads are not the refresher's
+    asyncio.run(refresh(3))
+    assert holder.state == off and router.consistent_reads == 3
+    # The item is deleted; the replica still answers version 1, the table has nothing.
+    primary._client.delete_item(TableName="primary", Key=key)
+    asyncio.run(refresh(3))
+    copy_to_replica()  # the replica catches up
+    asyncio.run(refresh(3))
+    assert seen == [1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 0]  # never back to 1 or 2
+    assert holder.went_back == 1 and router.consistent_reads == 6
+
+
+def test_a_hand_edited_item_with_a_scope_the_api_would_refuse_covers_the_whole_site(hostile_table_gateway: tuple[Gateway, str]) -> None:
+    gateway, url = hostile_table_gateway
+    store = open_store(url)
+    assert isinstance(store, DynamoDBStore)
+    version = store.read(consistent=True).version + 1
+    scope = {"L": [{"S": "/echo/checkout/"}, {"S": "/echo/check%6Fout/"}]}  # the second one is a 400 through the API
+    item = {"pk": {"S": "prod"}, "sk": {"S": "state"}, "enabled": {"BOOL": True}, "message": {"S": "Checkout paused"}, "scope": scope, "version": {"N": str(version)}}
+    store._client.put_item(TableName="hostile", Item=item)
+    assert wait_until(lambda: gateway.health()["state"]["version"] == version), gateway.health()
+    elsewhere = httpx.get(f"{gateway.url}/echo/catalogue")
+    detailed = gateway.health()
+    status = cli(url, "status")
+    assert elsewhere.status_code == 503
+    assert detailed["state"]["scope"] is None and "holds a %" in detailed["state"]["scope_refused"]
+    assert "paths:       every path: the stored scope is refused (" in status.stdout, status.stdout
+
+
+def test_a_history_record_is_never_overwritten_by_a_reused_version(dynamodb: DynamoDBServer) -> None:
+    store = open_store(new_table(dynamodb, "history-kept"))
+    assert isinstance(store, DynamoDBStore)
+    on = change_state(store, lambda s: switched_on(s, now=time.time(), actor="ops"))
+    # A record of version 2 already there (put by hand, or left by a writer that could not see it).
+    kept = {"pk": {"S": "prod"}, "sk": {"S": "history#000000000002"}, "version": {"N": "2"}, "by": {"S": "someone else"}}
+    store._client.put_item(TableName="history-kept", Item=kept)
+    with pytest.raises(StoreError, match="already holds the history record of version 2"):
+        store.write(switched_off(on, now=time.time(), actor="ops"), on)  # built as version 2, past the check of apply_change
+    assert store.read(consistent=True) == on  # nothing changed
+    assert store._client.get_item(TableName="history-kept", Key={"pk": kept["pk"], "sk": kept["sk"]})["Item"] == kept
+    # apply_change numbers the change past that record instead.
+    assert change_state(store, lambda s: switched_off(s, now=time.time(), actor="ops")).version == 3

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import BadRequest
-from gateway.forwarding import CHUNKED_BODY, LENGTH_BODY, NO_BODY, TrustedPeers, request_head
+from gateway.forwarding import CHUNKED_BODY, LENGTH_BODY, NO_BODY, UNKNOWN_CLIENT, TrustedPeers, request_head
 
 PROXY_IP = "10.0.0.7"
 CLIENT_IP = "203.0.113.9"
@@ -251,6 +251,98 @@ def test_forwarding_headers_from_an_untrusted_peer_are_replaced(peer: str) -> No
         b"x-forwarded-proto: http",
         b"x-forwarded-host: shop.example",
     ]
+
+
+# -- the client's address, counted (GATEWAY_FORWARDED_HOPS): the stack's ALB -> nginx -> gateway
+
+NGINX = "127.0.0.1"
+ALB = "10.20.0.5"  # the ALB's private address, which nginx appends
+VPC_HOST = "10.20.3.4"  # another host in the VPC, reaching the ALB on its private address
+BYPASS_IP = "192.0.2.1"  # an operator's address, in GATEWAY_BYPASS_IPS
+COUNTED = TrustedPeers((ipaddress.ip_network(NGINX),), hops=2)
+# What the stack used to set: nginx and the whole VPC trusted, the chain walked.
+WALKED = TrustedPeers((ipaddress.ip_network(NGINX), ipaddress.ip_network("10.20.0.0/16")))
+
+
+def client_of(peers: TrustedPeers, *forwarded_for: bytes, peer: str = NGINX) -> str:
+    return peers.client_address(scope(HOST, *((b"x-forwarded-for", line) for line in forwarded_for), peer=peer))
+
+
+def test_the_client_is_the_entry_the_outermost_of_the_counted_proxies_wrote() -> None:
+    assert client_of(COUNTED, b"198.51.100.7, 10.20.0.5") == "198.51.100.7"
+    assert client_of(COUNTED, b"198.51.100.7,10.20.0.5") == "198.51.100.7"
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "client"),
+    [
+        # A host in the VPC writes an operator's address; the ALB appends the host, nginx the ALB.
+        (f"{BYPASS_IP}, {VPC_HOST}, {ALB}".encode(), VPC_HOST),
+        # The same, dressed up as more VPC and loopback hops.
+        (f"{BYPASS_IP}, 10.20.0.9, 127.0.0.1, {VPC_HOST}, {ALB}".encode(), VPC_HOST),
+        # A client on the internet writing whatever it likes on the left.
+        (f"{BYPASS_IP}, 127.0.0.1, not-an-ip, 198.51.100.7, {ALB}".encode(), "198.51.100.7"),
+        (b", , ,198.51.100.7, " + ALB.encode(), "198.51.100.7"),
+    ],
+    ids=["vpc-host", "vpc-host-more-hops", "internet-client", "empty-entries"],
+)
+def test_entries_written_left_of_the_counted_proxies_never_count(forwarded_for: bytes, client: str) -> None:
+    assert client_of(COUNTED, forwarded_for) == client
+    if client == VPC_HOST:
+        # Why the count: a walk past a trusted VPC CIDR lands on what the host wrote.
+        assert client_of(WALKED, forwarded_for) == BYPASS_IP
+
+
+def test_fewer_entries_than_the_count_give_the_leftmost_one() -> None:
+    # Straight to nginx (the ALB's own health check, a client inside the task): nginx wrote
+    # its peer and nothing else.
+    assert client_of(COUNTED, ALB.encode()) == ALB
+    assert client_of(TrustedPeers((ipaddress.ip_network(NGINX),), hops=5), b"198.51.100.7, 10.20.0.5") == "198.51.100.7"
+    # No X-Forwarded-For at all: the peer itself.
+    assert client_of(COUNTED) == NGINX
+
+
+def test_several_x_forwarded_for_lines_are_one_list() -> None:
+    assert client_of(COUNTED, BYPASS_IP.encode(), f"198.51.100.7, {ALB}".encode()) == "198.51.100.7"
+    assert client_of(COUNTED, f"{BYPASS_IP}, 198.51.100.7".encode(), ALB.encode()) == "198.51.100.7"
+    assert client_of(COUNTED, f"{BYPASS_IP}, 198.51.100.7".encode(), VPC_HOST.encode(), ALB.encode()) == VPC_HOST
+
+
+def test_ipv6_entries_are_counted_and_given_in_their_usual_spelling() -> None:
+    assert client_of(COUNTED, b"2001:db8::1, 2001:DB8:0:0:0:0:0:7 , fd00::5") == "2001:db8::7"
+    assert client_of(COUNTED, b"[2001:db8::1], 2001:db8:5::9, 10.20.0.5") == "2001:db8:5::9"
+    assert client_of(COUNTED, b"::ffff:198.51.100.7, 10.20.0.5") == "::ffff:c633:6407"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [b"unknown", b"", b" ", b"198.51.100.7:4711", b"[2001:db8::7]", b"198.51.100.300", b"_hidden", b"198.51.100.7\xff", b"x" * 4000],
+    ids=["unknown", "empty", "blank", "with-port", "bracketed", "out-of-range", "obfuscated", "latin-1", "long"],
+)
+def test_an_entry_that_is_not_an_ip_address_is_an_unknown_client(entry: bytes) -> None:
+    # It matches no bypass CIDR and shares one failure budget; what the entry said goes nowhere.
+    assert client_of(COUNTED, b"192.0.2.1, " + entry + b", 10.20.0.5") == UNKNOWN_CLIENT
+    assert client_of(COUNTED, entry + b", 10.20.0.5") == UNKNOWN_CLIENT
+
+
+@pytest.mark.parametrize("peer", [CLIENT_IP, ALB, VPC_HOST, "", "/run/gateway.sock"])
+def test_an_untrusted_peers_x_forwarded_for_is_ignored_when_counting(peer: str) -> None:
+    forwarded_for = f"{BYPASS_IP}, 198.51.100.7, {ALB}".encode()
+    assert client_of(COUNTED, forwarded_for) == "198.51.100.7"
+    assert client_of(COUNTED, forwarded_for, peer=peer) == peer
+
+
+def test_the_count_is_the_one_the_settings_give_the_gateway() -> None:
+    from gateway.app import Gateway
+    from gateway.settings import load_settings
+
+    settings = load_settings({"GATEWAY_FORWARDED_HOPS": "2", "GATEWAY_STORE": "memory:", "GATEWAY_BYPASS_IPS": BYPASS_IP})
+    gateway = Gateway(settings)
+    spoofed = scope(HOST, (b"x-forwarded-for", f"{BYPASS_IP}, {VPC_HOST}, {ALB}".encode()), peer=NGINX)
+    honest = scope(HOST, (b"x-forwarded-for", f"{BYPASS_IP}, {ALB}".encode()), peer=NGINX)
+    assert gateway.trusted.client_address(spoofed) == VPC_HOST
+    assert not gateway.client_lets_through(spoofed, None, None)
+    assert gateway.client_lets_through(honest, None, None)
 
 
 # -- the bypass secret

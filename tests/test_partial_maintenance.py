@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,22 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.admin.changes import next_state
 from gateway.errors import StateError
-from gateway.state import MaintenanceState, parse_scope
+from gateway.state import MaintenanceState, parse_scope, switched_off
 from tests.raw_http import exchange_until_close
-from tests.support import CORS_ENV, FRONT_ORIGIN, PARSERS, Gateway, gateway_for_parser
+from tests.support import (
+    BIN,
+    CORS_ENV,
+    FRONT_ORIGIN,
+    PARSERS,
+    SUPPORT_ADMIN_TOKEN,
+    Gateway,
+    base_env,
+    cli,
+    gateway_for_parser,
+    wait_for_reads,
+)
 
 ANGULAR_ACCEPT = "application/json, text/plain, */*"
 NOTICE = "x-maintenance-notice"
@@ -153,10 +166,44 @@ def test_a_stored_scope_that_is_not_a_list_of_text_is_refused(stored: object) ->
     assert refused.value.field == "scope"
 
 
-def test_stored_scope_text_is_repaired_like_other_text() -> None:
-    state = MaintenanceState.from_item({"enabled": True, "scope": ["/api/\ud800/"]})
-    assert state.scope == ("/api/\ufffd/",)
-    assert json.dumps(state.describe(0)).encode("utf-8")
+# Scopes an operator may write into the store by hand that the admin API would refuse (400).
+REFUSED_STORED_SCOPES: dict[str, list[str]] = {
+    "17 prefixes": [f"/echo/part{n}/" for n in range(17)],
+    "a prefix of 201 characters": ["/echo/" + "x" * 195],
+    "a dot-segment": ["/echo/checkout/", "/echo/../admin/"],
+    "percent-encoding": ["/echo/check%6Fout/"],
+    "white space": ["/echo/checkout /"],
+    "a backslash": ["/echo\\checkout/"],
+    "a query": ["/echo/checkout?step=1"],
+    "a control character": ["/echo/\x1b[2J/"],
+    "a lone surrogate": ["/echo/\ud800/"],
+    "the whole site as a prefix": ["/"],
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED_STORED_SCOPES))
+def test_a_stored_scope_the_api_would_refuse_covers_the_whole_site_and_says_why(name: str) -> None:
+    stored = REFUSED_STORED_SCOPES[name]
+    with pytest.raises(StateError) as refused_by_the_api:
+        parse_scope(stored)
+    state = MaintenanceState.from_item({"enabled": True, "message": "m", "scope": stored, "version": 3})
+    # Not cut to the first 16 prefixes, not kept to match nothing: the whole site, and why.
+    assert state.scope is None and state.active(0)
+    assert state.scope_refused == refused_by_the_api.value.reason
+    described = state.describe(0)
+    assert described["scope"] is None and described["scope_refused"] == state.scope_refused
+    json.dumps(described).encode("utf-8")
+    assert "scope_refused" not in state.to_item()  # how an item was read, never written back
+
+
+def test_a_change_over_a_refused_scope_writes_a_clean_item() -> None:
+    stored = MaintenanceState.from_item({"enabled": True, "message": "m", "scope": ["/a/../b/"], "version": 3})
+    assert stored.scope_refused is not None
+    # The same whole-site window asked for again is a change: it rewrites the item the API's way.
+    again = next_state(stored, {"message": "m"}, now=time.time(), actor="ops")
+    assert again is not stored and again.version == 4 and again.scope is None and again.scope_refused is None
+    assert switched_off(stored, now=time.time(), actor="ops").scope_refused is None
+    assert MaintenanceState.from_item({"enabled": True, "scope": ["/a/", "b"]}).scope_refused is None
 
 
 @pytest.mark.parametrize(
@@ -167,3 +214,41 @@ def test_a_scope_written_with_a_dot_segment_control_character_or_wrong_type_is_r
     with pytest.raises(StateError) as refused:
         parse_scope(scope)
     assert refused.value.field == "scope"
+
+
+def log_count(gateway: Gateway, text: str) -> int:
+    return gateway.server.log().count(text)
+
+
+@pytest.mark.parametrize(("name", "dropped_path"), [("17 prefixes", "/echo/part16/x"), ("a dot-segment", "/echo/catalogue")])
+def test_a_hand_written_scope_the_api_would_refuse_takes_the_whole_site_down(raw_gateway: Gateway, name: str, dropped_path: str) -> None:
+    logged_before = log_count(raw_gateway, '"event": "scope_refused"')
+    version = raw_gateway.store.read().version + 1
+    item = {"enabled": True, "message": "Checkout paused", "scope": REFUSED_STORED_SCOPES[name], "version": version}
+    raw_gateway.state_path.write_text(json.dumps(item))  # an operator's edit, no API checks
+    raw_gateway.wait_for_version(version)
+    wait_for_reads(raw_gateway, 3)  # read again and again: logged once all the same
+    with raw_gateway.client(headers={"Accept": "application/json"}) as client:
+        dropped = client.get(dropped_path)
+        elsewhere = client.get("/echo/anything")
+        public = client.get("/_gateway/health").json()
+    detailed = raw_gateway.health()
+    on_the_store = cli("status", store=raw_gateway.state_path)
+    as_json = cli("status", "--json", store=raw_gateway.state_path)
+    through_the_gateway = subprocess.run(
+        [str(BIN / "maintenance-gateway"), "status"],
+        env={**base_env(), "GATEWAY_ADMIN_URL": raw_gateway.url, "GATEWAY_ADMIN_TOKEN": SUPPORT_ADMIN_TOKEN},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert dropped.status_code == 503 and elsewhere.status_code == 503
+    assert "scope" not in dropped.json() and dropped.json()["message"] == "Checkout paused"
+    reason = MaintenanceState.from_item(item).scope_refused
+    assert reason is not None
+    # A stranger reads what it always read; the reason needs a token.
+    assert public == {"status": "ok", "maintenance": True, "mode": "full", "upcoming": False, "store": {"status": "ok"}}
+    assert detailed["state"]["scope"] is None and detailed["state"]["scope_refused"] == reason
+    line = f"paths:       every path: the stored scope is refused ({reason})"
+    assert line in on_the_store.stdout.splitlines(), on_the_store.stdout
+    assert json.loads(as_json.stdout)["scope_refused"] == reason
+    assert line in through_the_gateway.stdout.splitlines(), (through_the_gateway.stdout, through_the_gateway.stderr)
+    assert log_count(raw_gateway, '"event": "scope_refused"') - logged_before == 1

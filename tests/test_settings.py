@@ -130,6 +130,24 @@ def test_check_config_prints_the_effective_settings() -> None:
     assert set(shown) == {field.env for field in FIELDS}
 
 
+def test_check_config_shows_the_forwarded_hops_and_refuses_a_bad_count() -> None:
+    def check_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "maintenance-gateway"), "check-config", "--json"],
+            env={**base_env(), **env}, capture_output=True, text=True, timeout=30,
+        )
+
+    # 0 by default: the walk past GATEWAY_FORWARDED_ALLOW_IPS, as before the setting existed.
+    assert json.loads(check_config({}).stdout)["GATEWAY_FORWARDED_HOPS"] == "0"
+    shown = check_config({"GATEWAY_FORWARDED_HOPS": "2", "GATEWAY_FORWARDED_ALLOW_IPS": "127.0.0.1"})
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["GATEWAY_FORWARDED_HOPS"] == "2"
+    for bad in ("-1", "17", "two"):
+        refused = check_config({"GATEWAY_FORWARDED_HOPS": bad})
+        assert refused.returncode == 78
+        assert f"GATEWAY_FORWARDED_HOPS={bad!r}" in refused.stderr and "from 0 to 16" in refused.stderr
+
+
 def test_check_config_fails_on_a_bad_value() -> None:
     result = subprocess.run(
         [str(BIN / "maintenance-gateway"), "check-config"],

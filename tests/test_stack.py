@@ -239,6 +239,29 @@ def test_the_load_balancer_sends_traffic_to_nginx_and_checks_the_gateway(stack: 
     assert deployment["MinimumHealthyPercent"] == 100 and deployment["MaximumPercent"] == 200
 
 
+def test_the_client_address_is_counted_from_nginx_and_no_vpc_address_is_trusted(stack: RenderedStack) -> None:
+    """Issue 18.7: trusting the VPC's CIDR let any host in it pick its own client address
+    (it reaches the ALB on its private address, and the walk past trusted hops skipped it)."""
+    import ipaddress
+
+    from gateway.settings import load_settings
+
+    env = stack.environment("gateway")
+    settings = load_settings({name: value for name, value in env.items() if name.startswith("GATEWAY_FORWARDED_")})
+    # Only nginx, the gateway's one peer inside the task, may speak for the client...
+    assert settings.forwarded_allow_ips == (ipaddress.ip_network("127.0.0.1/32"),)
+    for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"):
+        assert not any(network.overlaps(ipaddress.ip_network(private)) for network in settings.forwarded_allow_ips)
+    # ...and a written value, not a parameter: nothing given at deploy time can widen it.
+    containers = load_template()["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    raw = {item["Name"]: item["Value"] for item in next(c for c in containers if c["Name"] == "gateway")["Environment"]}
+    assert raw["GATEWAY_FORWARDED_ALLOW_IPS"] == "127.0.0.1", raw["GATEWAY_FORWARDED_ALLOW_IPS"]
+    # The count is the chain: the ALB appends its peer, then nginx's template appends the ALB.
+    assert settings.forwarded_hops == 2
+    appended = re.findall(r"proxy_set_header\s+X-Forwarded-For\s+(\S+);", NGINX_TEMPLATE_PATH.read_text(), re.I)
+    assert appended == ["$proxy_add_x_forwarded_for"]
+
+
 def test_the_stack_creates_what_the_task_needs_to_start(stack: RenderedStack) -> None:
     task = stack.properties("TaskDefinition")
     log_group = stack.physical["LogGroup"]["Ref"]

@@ -16,7 +16,7 @@ from gateway.state import MAX_TIME, MAX_VERSION, MIN_TIME, MaintenanceState, for
 from gateway.stores import change_state, open_store, parse_store_url
 from gateway.stores.file import FileStore
 from gateway.stores.memory import MemoryStore
-from tests.support import BIN, Gateway, assert_gateway_survives, base_env, wait_for_reads
+from tests.support import BIN, Gateway, assert_gateway_survives, base_env, cli, wait_for_reads
 
 NOW = 1_800_000_000.0
 
@@ -190,6 +190,26 @@ def test_file_store_lets_one_of_two_racing_processes_win(tmp_path: Path) -> None
         racer.join(10)
     assert sorted([results.get(timeout=5), results.get(timeout=5)]) == ["conflict", "won"]
     assert FileStore(path).read().version == 1
+
+
+def test_a_change_after_the_state_file_is_deleted_is_numbered_past_the_history(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    store = FileStore(str(path))
+    for message in ("one", "two", "three"):
+        change_state(store, lambda s: switched_on(s, now=NOW, actor="ops", message=message))
+    path.unlink()
+    assert store.read() == MaintenanceState()  # what every gateway now reads: off, version 0
+    after = change_state(store, lambda s: switched_on(s, now=NOW, actor="ops", message="four"))
+    # Not version 1 again: gateways that hold 3 would take it for an old read, and the
+    # history would hold two records of version 1.
+    assert after.version == 4 and store.read() == after
+    records = store.history()
+    assert [record["version"] for record in records] == [4, 3, 2, 1]
+    assert records[0]["old"]["version"] == 0 and records[-1]["new"]["message"] == "one"
+    # A history put back out of order (a restored copy, an edit) is passed as a whole.
+    history = (tmp_path / "state.json.history").read_text().splitlines()
+    (tmp_path / "state.json.history").write_text("\n".join([history[3], history[0], '{"version": 9, "at": "x"}', history[1]]) + "\n")
+    assert change_state(store, lambda s: switched_off(s, now=NOW, actor="ops")).version == 10
 
 
 def test_store_urls() -> None:
@@ -415,3 +435,48 @@ def test_store_calls_that_never_end_do_not_keep_the_gateway_from_stopping(log_di
     finally:
         dynamodb.stop()
     assert stopped, gateway.server.log()
+
+
+def test_a_deleted_state_file_is_followed_shown_and_written_past(log_dir: Path, raw_upstream: str) -> None:
+    import httpx
+
+    gateway = Gateway(log_dir, raw_upstream, name="gateway-went-back")
+    try:
+        gateway.turn_on(message="one")
+        held = gateway.turn_on(message="two")
+        assert httpx.get(f"{gateway.url}/echo").status_code == 503
+        gateway.state_path.unlink()
+        deleted = time.monotonic()
+        # Followed within the refresh interval (0.1 s here, plus its jitter and this polling).
+        assert _wait_until(lambda: httpx.get(f"{gateway.url}/echo").status_code == 200, timeout=2)
+        followed_after = time.monotonic() - deleted
+        detailed = gateway.health()
+        public = httpx.get(f"{gateway.url}/_gateway/health").json()
+        metrics = gateway.metrics()
+        assert "maintenance: off" in (status := cli("status", store=gateway.state_path).stdout) and "version:     0" in status
+        # The operator's next change is numbered past the history (3, not 1), and served.
+        on = cli("on", "--message", "after the deletion", store=gateway.state_path)
+        assert on.returncode == 0 and "version:     3" in on.stdout, on.stderr
+        gateway.wait_for_version(3)
+        assert httpx.get(f"{gateway.url}/echo").status_code == 503
+        # With the history gone too, the admin API still numbers past what its gateway held.
+        gateway.state_path.unlink()
+        Path(f"{gateway.state_path}.history").unlink()
+        assert _wait_until(lambda: gateway.health()["state"]["version"] == 0)
+        put = httpx.put(f"{gateway.url}/_gateway/maintenance", json={"message": "again"}, headers=gateway.admin_headers)
+        assert put.status_code == 200 and put.json()["version"] == 4, put.text
+        again = gateway.health()
+    finally:
+        log = gateway.server.log()
+        gateway.stop()
+    assert followed_after < 1.0
+    assert detailed["state"]["version"] == 0 and detailed["maintenance"] is False
+    assert detailed["store"]["status"] == "ok"
+    went_back = detailed["store"]["went_back"]
+    assert (went_back["from"], went_back["to"], went_back["times"]) == (held.version, 0, 1)
+    assert abs(parse_time("at", went_back["at"]) - time.time()) < 30
+    # A stranger reads what it read before: no version, no event.
+    assert public == {"status": "ok", "maintenance": False, "mode": "full", "upcoming": False, "store": {"status": "ok"}}
+    assert "gateway_store_went_back_total 1\n" in metrics and "gateway_store_confirming_reads_total 1\n" in metrics
+    assert log.count('"event": "state_went_back"') == 2, log
+    assert again["store"]["went_back"]["times"] == 2 and again["state"]["version"] == 4

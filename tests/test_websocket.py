@@ -363,7 +363,7 @@ def test_a_thousand_sockets_at_once_leave_no_descriptor_behind(log_dir: Path, ws
     if hard < 4096:
         pytest.skip("needs RLIMIT_NOFILE of at least 4096")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), hard))
-    gateway = Gateway(log_dir, ws_upstream, {"GATEWAY_WEBSOCKET_MAX_CONNECTIONS": "2000"}, name="gateway-ws-thousand")
+    gateway = Gateway(log_dir, ws_upstream, {"GATEWAY_WEBSOCKET_MAX_CONNECTIONS": "2000", "GATEWAY_WEBSOCKET_MAX_PER_CLIENT": "2000"}, name="gateway-ws-thousand")
     try:
         baseline = len(_gateway_fds(gateway))
         url = "ws://" + gateway.url.removeprefix("http://") + "/echo"

@@ -67,6 +67,9 @@ def health_payload(context: AdminContext) -> dict[str, Any]:
             "failures": holder.failures,
             "reads": holder.reads,
             "error": None if holder.last_error is None else safe_text(holder.last_error),
+            # The last time the store was confirmed to hold a lower version than this process
+            # did (a deleted item or file, a restored backup), which it then followed.
+            "went_back": holder.last_went_back,
         },
         "state_age_seconds": None if age is None else round(age, 3),
         "pid": os.getpid(),
@@ -212,7 +215,7 @@ def build_admin_app(context: AdminContext) -> Starlette:
 
     async def metrics(request: Request) -> Response:
         api.authorize(request)
-        text = render_metrics(context.metrics, gauges, holder.errors, holder.reads)
+        text = render_metrics(context.metrics, gauges, holder)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8", headers=NO_STORE_FIELDS)
 
     async def refused(request: Request, exc: Exception) -> Response:

@@ -39,12 +39,13 @@ def written_at(state: MaintenanceState) -> float:
 
 
 def apply_operator_change(
-    store: Store, build: Callable[[MaintenanceState], MaintenanceState], expected: int | None = None
+    store: Store, build: Callable[[MaintenanceState], MaintenanceState], expected: int | None = None, floor: int = 0
 ) -> ChangeOutcome:
     """Write the state ``build`` makes of the stored one, conditionally (``expected``: the
-    version the operator saw, or None), and say what the write did. Blocking: off the event
-    loop in the gateway, straight on the store in the CLI."""
-    old, new = apply_change(store, build, expected)
+    version the operator saw, or None), and say what the write did. ``floor``: a version the
+    new one must pass (see ``apply_change``). Blocking: off the event loop in the gateway,
+    straight on the store in the CLI."""
+    old, new = apply_change(store, build, expected, floor)
     if new is old:
         return ChangeOutcome(old, new)
     # Judged at the write's own time: a window that was upcoming then was still on when replaced.
@@ -66,10 +67,12 @@ class StateChanges:
         client: str,
     ) -> ChangeOutcome:
         """Write the next state conditionally, apply it here at once, and log the change for the audit."""
-        outcome = await call_off_loop(apply_operator_change, self.store, build, expected)
+        # Numbered past the highest version this gateway has held too: the store may have gone
+        # back since (a deleted item), and its history may not show that version.
+        outcome = await call_off_loop(apply_operator_change, self.store, build, expected, self.holder.highest_version)
         # The other tasks follow at their next refresh; this one need not wait (and a state read
         # for a change that wrote nothing is still the freshest this process has seen).
-        self.holder.apply(outcome.new, source=f"admin API ({token_name})")
+        self.holder.apply_written(outcome.new, source=f"admin API ({token_name})")
         if not outcome.changed:
             self.audit.info(
                 "maintenance unchanged: the admin API asked for the stored state",

@@ -210,7 +210,7 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace, client: Admin
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
-    state = MaintenanceState.from_item(client.status()) if client is not None else open_store(settings.store).read()
+    state = MaintenanceState.from_description(client.status()) if client is not None else open_store(settings.store).read()
     now = time.time()
     print(json.dumps(state.describe(now), indent=2) if args.json else describe_state(state, now))
     return EXIT_OK

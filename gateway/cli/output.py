@@ -27,6 +27,9 @@ def shown(text: str) -> str:
 def describe_state(state: MaintenanceState, now: float) -> str:
     status = state.status(now)
     lines = [f"maintenance: {status}" + (f" ({state.mode})" if status in ("on", "upcoming") else "")]
+    if state.scope_refused is not None:
+        # Said whether on or off: the stored item holds what a change through the API could not.
+        lines.append(f"paths:       every path: the stored scope is refused ({shown(state.scope_refused)})")
     if state.enabled:
         if state.scope is not None:
             lines.append(f"paths:       {shown(', '.join(state.scope))} (only these)")

@@ -60,7 +60,7 @@ INVALID_REQUEST = "Invalid HTTP request received."
 
 
 @functools.cache
-def _settings() -> Settings:
+def server_settings() -> Settings:
     # The server exported the validated settings to the environment before starting.
     return load_settings()
 
@@ -182,7 +182,7 @@ class GatewayHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        settings = _settings()
+        settings = server_settings()
         self._init_limits(settings)
         self._max_header_bytes = settings.max_header_bytes
         self._head_size = 0  # the request line and the complete headers, as the parser reports them
@@ -398,7 +398,7 @@ class _Sweeper:
 
     @staticmethod
     async def _sweep(connections: set[Any]) -> None:
-        settings = _settings()
+        settings = server_settings()
         shortest = min(settings.client_header_timeout, settings.client_body_timeout, settings.client_send_timeout)
         interval = min(1.0, shortest / 4)
         loop = asyncio.get_running_loop()
@@ -415,7 +415,7 @@ class GatewayH11Protocol(_ConnectionLimits, H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        settings = _settings()
+        settings = server_settings()
         self._init_limits(settings)
         self.conn = _LlhttpCompatibleConnection(settings.max_header_bytes)
 

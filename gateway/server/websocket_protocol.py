@@ -9,11 +9,28 @@ drain timeout and then closes it with 1001 (Going Away), always with a close fra
 It also reads the handshake's request target as an HTTP request's is read (an
 absolute-form target by its path and query; anything else without a path is a 400),
 and lets a refusal sent through the denial-response extension end the handshake quietly.
+
+And it bounds what one client can make a socket hold, where uvicorn's protocol does not:
+
+- a handshake the ``websockets`` parser refuses after the HTTP parser took it (a body,
+  ``Transfer-Encoding``, more than 128 header lines, a line over 8 KiB) is answered 400
+  and closed at once; uvicorn's protocol answers nothing and keeps the connection open;
+- pings from a client that does not read: while the transport's buffer is over its high
+  mark, only the latest ping is owed a pong (RFC 6455 5.5.3), sent when the client reads
+  again; a socket whose unsent bytes still pass ``MAX_UNSENT_MARGIN`` beyond the largest
+  message is dropped; a socket in its closing handshake answers no pings at all;
+- a fragmented message is gathered in one buffer (uvicorn keeps one bytes object per
+  fragment: 1-byte fragments cost some 40 times the message), each frame counts its
+  header against the message limit (so empty fragments count), and an unfinished message
+  must end as a request body must: within ``GATEWAY_CLIENT_BODY_TIMEOUT``, plus its bytes at
+  ``GATEWAY_CLIENT_BODY_MIN_RATE``; otherwise the socket is closed with 1008;
+- a text message that is not UTF-8 is closed with 1007 and one warning line, not a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Coroutine
 from http import HTTPStatus
@@ -21,9 +38,26 @@ from typing import Any, Protocol, cast
 
 import httptools
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
 from websockets.http11 import Request
 
+from gateway.server.http_protocols import server_settings
 from gateway.write_batching import BatchingTransport
+
+logger = logging.getLogger("gateway.websocket")
+
+# Unsent bytes a socket may hold beyond its largest message: the relay writes a message only
+# while the transport is below its high mark (64 KiB), so a socket that gets past this is
+# one whose client stopped reading while something else (pongs, a flood) kept writing.
+MAX_UNSENT_MARGIN = 256 * 1024
+# What a client's frame header costs at the least (2 bytes, and the 4-byte mask every client
+# frame carries): counted against the message limit, so empty fragments are not free.
+CLIENT_FRAME_HEADER_BYTES = 6
+# RFC 6455 5.2: opcode 0xA (pong) with FIN, as the server writes it (unmasked, no RSV bits).
+_PONG_FIRST_BYTE = b"\x8a"
+_POLICY_VIOLATION = 1008
+_INVALID_DATA = 1007
+_MESSAGE_TOO_BIG = 1009
 
 
 # A scope key the relay may set to a callable: called when the client's connection is lost,
@@ -75,10 +109,173 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
             self.ping_timeout = self.ping_interval
             # And as long to answer the gateway's close frame (uvicorn's own wait: 10 s).
             self.close_timeout = min(self.close_timeout, self.ping_interval)
+        settings = server_settings()
+        self.max_message_bytes = self.config.ws_max_size
+        self.max_unsent_bytes = self.max_message_bytes + MAX_UNSENT_MARGIN
+        self.message_timeout = settings.client_body_timeout
+        self.message_min_rate = settings.client_body_min_rate
+        # The message whose fragments are arriving: its bytes, what it has cost, since when.
+        self.fragments = bytearray()
+        self.fragments_cost = 0
+        self.fragments_since = 0.0
+        self.fragments_timer: asyncio.TimerHandle | None = None
+        self.pong_owed: bytes | None = None  # the latest ping's pong, while the client does not read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Messages the relay writes in one pass of the loop leave in one system call.
         super().connection_made(cast(asyncio.Transport, BatchingTransport(cast(asyncio.Transport, transport), self.loop)))
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None and not self.transport.is_closing():
+            self._refuse_handshake(self.conn.handshake_exc)
+
+    def _refuse_handshake(self, error: Exception) -> None:
+        """A handshake the HTTP parser took and ``websockets``' own parser did not: a 400 and
+        the connection closed, as nginx answers such a request (``websockets`` has queued a 431,
+        or nothing at all, and uvicorn's protocol would send neither and hold the connection)."""
+        self.conn.data_to_send()  # whatever websockets queued for it
+        cause = error.__cause__ or error
+        text = f"Invalid WebSocket handshake: {cause}.\n".encode("ascii", "replace")
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        logger.info("refusing a WebSocket handshake: %s", cause, extra={"event": "bad_request"})
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(text), text)
+        )
+        self.transport.close()
+
+    # -- pings ---------------------------------------------------------------------------------
+
+    def handle_ping(self) -> None:
+        # websockets has queued a pong for each ping this read brought (the first call takes
+        # them all), and perhaps other frames behind them (the echo of a close).
+        output = self.conn.data_to_send()
+        if not output:
+            return
+        others = [frame for frame in output if frame[:1] != _PONG_FIRST_BYTE]
+        if len(others) == len(output):
+            self.transport.write(b"".join(output))
+            return
+        if self.close_sent or self.transport.is_closing():
+            # The closing handshake has begun: pings are answered no more (RFC 6455 5.5.1 leaves
+            # them to the endpoint; websockets' own client does the same).
+            output = others
+        elif not self.writable.is_set():
+            # The client is not reading what is already owed to it: only the latest ping gets
+            # its pong, once it reads again (RFC 6455 5.5.3).
+            self.pong_owed = next(frame for frame in reversed(output) if frame[:1] == _PONG_FIRST_BYTE)
+            output = others
+        if output:
+            self.transport.write(b"".join(output))
+        if self.transport.get_write_buffer_size() > self.max_unsent_bytes:
+            self._drop("unsent bytes past %d" % self.max_unsent_bytes)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        pong, self.pong_owed = self.pong_owed, None
+        if pong is not None and not self.close_sent and not self.transport.is_closing():
+            self.transport.write(pong)
+
+    def _drop(self, why: str) -> None:
+        logger.info("dropping a WebSocket client: %s", why, extra={"event": "websocket_dropped"})
+        self.transport.abort()
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def handle_text(self, event: Frame) -> None:
+        self.curr_msg_data_type = "text"
+        self._first_frame(event)
+
+    def handle_bytes(self, event: Frame) -> None:
+        self.curr_msg_data_type = "bytes"
+        self._first_frame(event)
+
+    def _first_frame(self, event: Frame) -> None:
+        if event.fin:
+            self._deliver(event.data)
+            return
+        # One buffer for the whole message: its size is the message's, whatever the fragments.
+        self.fragments = bytearray(event.data)
+        self.fragments_cost = len(event.data) + CLIENT_FRAME_HEADER_BYTES
+        self.fragments_since = self.loop.time()
+        self._arm_message_deadline()
+
+    def handle_cont(self, event: Frame) -> None:
+        self.fragments += event.data
+        self.fragments_cost += len(event.data) + CLIENT_FRAME_HEADER_BYTES
+        if event.fin:
+            data = bytes(self.fragments)
+            self._end_fragments()
+            self._deliver(data)
+        elif self.fragments_cost > self.max_message_bytes:
+            # websockets counts payload only; the headers make a flood of empty fragments count.
+            self._fail(_MESSAGE_TOO_BIG, f"message over {self.max_message_bytes} bytes")
+
+    def _end_fragments(self) -> None:
+        self.fragments = bytearray()
+        self.fragments_cost = 0
+        if self.fragments_timer is not None:
+            self.fragments_timer.cancel()
+            self.fragments_timer = None
+
+    def _message_deadline(self) -> float:
+        allowed = self.message_timeout
+        if self.message_min_rate:
+            allowed += self.fragments_cost / self.message_min_rate
+        return self.fragments_since + allowed
+
+    def _arm_message_deadline(self) -> None:
+        self.fragments_timer = self.loop.call_at(self._message_deadline(), self._message_deadline_passed)
+
+    def _message_deadline_passed(self) -> None:
+        self.fragments_timer = None
+        if self.close_sent or self.transport.is_closing() or not self.fragments_cost:
+            return
+        if self.read_paused:
+            # The gateway itself is not reading (the message before this one is still on its
+            # way to Django): not the client's delay. It gets the whole timeout again.
+            self.fragments_since += self.message_timeout
+        if self.read_paused or self.loop.time() < self._message_deadline():
+            self._arm_message_deadline()
+            return
+        self._fail(_POLICY_VIOLATION, "message not finished in time")
+
+    def _fail(self, code: int, reason: str, level: int = logging.INFO) -> None:
+        """Close the socket for what the client sent: the close frame, then the connection."""
+        logger.log(level, "closing a WebSocket (%d): %s", code, reason, extra={"event": "websocket_refused", "code": code})
+        self._end_fragments()
+        self.conn.fail(code, reason)
+        self.handle_parser_exception()
+
+    def handle_parser_exception(self) -> None:
+        super().handle_parser_exception()
+        # uvicorn closes the transport, which waits for the close frame to be sent; a client
+        # that reads nothing would hold the connection for ever.
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        self.close_timer = self.loop.call_later(self.close_timeout, self._close_or_abort)
+
+    def _deliver(self, data: bytes | bytearray | memoryview) -> None:
+        """uvicorn's ``send_receive_event_to_app``, for one whole message (websockets parses
+        frames into bytes; the other types are only what its annotations allow)."""
+        if self.close_sent:
+            # Past `websocket.close`: the message is dropped, reads go on until the close reply.
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                text = str(data, "utf-8")
+            except UnicodeDecodeError as exc:
+                # RFC 6455 8.1: a text message that is not UTF-8 fails the connection. The
+                # client's mistake, told in one line, not a traceback per socket.
+                self._fail(_INVALID_DATA, f"text message is not UTF-8 ({exc.reason} at byte {exc.start})", logging.WARNING)
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data if type(data) is bytes else bytes(data)})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def handle_connect(self, event: Request) -> None:
         # uvicorn's HTTP protocols hand the handshake over with the request target as the
@@ -142,6 +339,7 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
         super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._end_fragments()
         if self.handshake_complete and not self.disconnected and not self.close_sent and self.conn.close_rcvd is None:
             # Gone without a close frame: RFC 6455 7.1.5 calls that 1006. uvicorn reports 1005
             # (which means "a close frame without a code"), and the relay would tell Django

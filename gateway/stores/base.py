@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -23,14 +24,16 @@ class Store(Protocol):
         """The stored state; version 0 and disabled when nothing was ever written.
 
         ``consistent`` asks for the latest write even where reads are eventually
-        consistent (DynamoDB): writers want it, the refresher does not pay for it.
+        consistent (DynamoDB): writers want it; the refresher pays for it only to confirm a
+        read that is not newer than what it holds (a lagging replica, or a store gone back).
 
         Raises StoreError when the store cannot be read or holds something unreadable.
         """
         ...
 
     def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
-        """Store ``state`` only if the stored version is ``state.version - 1``, and record the change.
+        """Store ``state`` only if the stored version is still ``expected_version(state, previous)``,
+        and record the change under ``state.version``.
 
         ``previous`` is the state the change was built from, kept in the history.
         Raises ConflictError when another writer got there first.
@@ -41,23 +44,49 @@ class Store(Protocol):
         """The latest changes, newest first (see ``history_record``)."""
         ...
 
+    def last_recorded_version(self) -> int:
+        """The highest version the history records (0 for none), read as writers read the state.
+
+        A deleted state (or one restored from an older backup) leaves higher versions behind in
+        the history; a change is numbered past them (see ``apply_change``).
+        """
+        ...
+
     def close(self) -> None: ...
 
 
+def expected_version(state: MaintenanceState, previous: MaintenanceState | None) -> int:
+    """The stored version a write of ``state`` is conditional on: the one it was built from (not
+    ``state.version - 1``: after a deletion or a restored backup a change skips versions)."""
+    return previous.version if previous is not None else state.version - 1
+
+
 def apply_change(
-    store: Store, build: Callable[[MaintenanceState], MaintenanceState], expected: int | None = None
+    store: Store,
+    build: Callable[[MaintenanceState], MaintenanceState],
+    expected: int | None = None,
+    floor: int = 0,
 ) -> tuple[MaintenanceState, MaintenanceState]:
     """Read, build the next state from the current one, write it conditionally; (old, new).
 
     ``expected`` is the version the caller saw (an If-Match): a different one is a conflict.
+    ``floor`` is a version the new one must pass (a gateway's: the highest it has held).
     When ``build`` returns the current state itself (the change asks for what is stored),
     nothing is written: no new version, no history record; ``new`` is then ``old``.
+
+    The new state is numbered past every version anyone may hold: the stored state's, the
+    history's and ``floor``. After a deletion or a restored backup the stored version went back,
+    and a change numbered from it would be ignored as old by a gateway that has not yet seen the
+    store go back, and would reuse a history record's version.
     """
     current = store.read(consistent=True)
     if expected is not None and current.version != expected:
         raise ConflictError(expected, current.version)
-    wanted = build(current)
-    if wanted is current:
+    highest = max(current.version, store.last_recorded_version(), floor)
+    # ``build`` numbers its state after the one it is given (switched_on, switched_off).
+    base = current if highest == current.version else dataclasses.replace(current, version=highest)
+    wanted = build(base)
+    if wanted is base:
         return current, current
     return current, store.write(wanted, current)
 

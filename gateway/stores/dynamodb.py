@@ -3,7 +3,8 @@
 Table layout: partition key ``pk`` (the environment's key), sort key ``sk``. The
 state is the item ``sk = "state"``; every write also puts an audit item
 ``sk = "history#<version>"`` in the same transaction, so the history cannot
-miss a change and is read with one Query.
+miss a change and is read with one Query. A record is put only where none is
+(a version is never reused: a change is numbered past the newest record).
 
 Reads are single eventually consistent GetItems with short timeouts and boto3's
 ``standard`` retries. Writes are conditional on the version and are not retried
@@ -22,13 +23,19 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from gateway.errors import ConflictError, StateError, StoreError
-from gateway.state import MaintenanceState
-from gateway.stores.base import history_record
+from gateway.state import MAX_VERSION, MaintenanceState
+from gateway.stores.base import expected_version, history_record
 
 STATE_SORT_KEY = "state"
 HISTORY_PREFIX = "history#"
 
 _CONDITION = "attribute_not_exists(pk) OR version = :expected"
+# A history record is never overwritten: a change whose version was used before fails whole.
+_NEW_RECORD = "attribute_not_exists(sk)"
+# The sort keys of history records (``history#`` and the version in 12 digits, more for a
+# version past 10^12): the range a Query in version order reads, leaving out hand-made keys.
+_FIRST_RECORD = f"{HISTORY_PREFIX}0"
+_LAST_RECORD = HISTORY_PREFIX + "9" * len(str(MAX_VERSION))
 
 
 @dataclass(frozen=True)
@@ -157,13 +164,16 @@ class DynamoDBStore:
             raise StoreError(f"DynamoDB item {self.location.key!r} in {self.location.table}: {exc}") from exc
 
     def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
-        expected = state.version - 1
+        expected = expected_version(state, previous)
         for attempt in (1, 2):
+            record_exists = False
             try:
-                self._transact(state, previous)
+                self._transact(state, expected, previous)
                 return state
-            except _ConditionFailed:
-                pass  # a newer version, or a transaction that collided with another: look
+            except _ConditionFailed as failed:
+                # A newer version, a history record of this version already there, or a
+                # transaction that collided with another: look.
+                record_exists = failed.failed_item(1)
             except StoreError:
                 if attempt == 2:
                     raise
@@ -173,9 +183,15 @@ class DynamoDBStore:
                 return state  # an earlier attempt that timed out had landed
             if current.version != expected:
                 raise ConflictError(expected, current.version)
+            if record_exists:
+                # apply_change numbers a change past the history, so only a record written by
+                # hand (or out of key order) can be in the way; it is kept, and nothing changes.
+                raise StoreError(
+                    f"DynamoDB {self.location.table} already holds the history record of version {state.version}; nothing was changed"
+                )
         raise StoreError(f"DynamoDB write to {self.location.table} did not go through twice; nothing was changed")
 
-    def _transact(self, state: MaintenanceState, previous: MaintenanceState | None) -> None:
+    def _transact(self, state: MaintenanceState, expected: int, previous: MaintenanceState | None) -> None:
         item = {name: value for name, value in state.to_item().items() if value is not None}
         record = history_record(previous, state)
         record = {
@@ -192,13 +208,14 @@ class DynamoDBStore:
                         "TableName": self.location.table,
                         "Item": {**self._key(STATE_SORT_KEY), **self._encode(item)},
                         "ConditionExpression": _CONDITION,
-                        "ExpressionAttributeValues": {":expected": {"N": str(state.version - 1)}},
+                        "ExpressionAttributeValues": {":expected": {"N": str(expected)}},
                     }
                 },
                 {
                     "Put": {
                         "TableName": self.location.table,
                         "Item": {**self._key(f"{HISTORY_PREFIX}{state.version:012d}"), **self._encode(record)},
+                        "ConditionExpression": _NEW_RECORD,
                     }
                 },
             ],
@@ -231,6 +248,29 @@ class DynamoDBStore:
                 }
             )
         return records
+
+    def last_recorded_version(self) -> int:
+        # The newest record by sort key, read strongly consistent as the state is for a write: a
+        # record written a moment ago by another writer must count.
+        response = self._call(
+            self._client,
+            "query",
+            TableName=self.location.table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": {"S": self.location.key},
+                ":first": {"S": _FIRST_RECORD},
+                ":last": {"S": _LAST_RECORD},
+            },
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        for raw in response.get("Items", []):
+            suffix = raw.get("sk", {}).get("S", "").removeprefix(HISTORY_PREFIX)
+            if suffix.isascii() and suffix.isdigit() and int(suffix) <= MAX_VERSION:
+                return int(suffix)
+        return 0
 
     def create_table(self, wait: bool = True) -> bool:
         """Create the table (on-demand billing); False when it already exists with the right keys."""
@@ -272,3 +312,8 @@ class _ConditionFailed(Exception):
     def __init__(self, response: dict[str, Any]) -> None:
         super().__init__("condition failed")
         self.response = response
+
+    def failed_item(self, index: int) -> bool:
+        """Whether the condition of the transaction's item ``index`` is one that failed."""
+        reasons = self.response.get("CancellationReasons") or []
+        return index < len(reasons) and reasons[index].get("Code") == "ConditionalCheckFailed"

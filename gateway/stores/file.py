@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConflictError, StateError, StoreError
-from gateway.state import MaintenanceState
-from gateway.stores.base import history_record
+from gateway.state import MAX_VERSION, MaintenanceState
+from gateway.stores.base import expected_version, history_record
 
 MAX_FILE_SIZE = 64 * 1024
 
@@ -126,8 +126,9 @@ class FileStore:
                 history_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
                 with os.fdopen(open_regular(Path(f"{target}.history"), history_flags), "a", encoding="utf-8") as history:
                     current = self.read()
-                    if current.version != state.version - 1:
-                        raise ConflictError(state.version - 1, current.version)
+                    expected = expected_version(state, previous)
+                    if current.version != expected:
+                        raise ConflictError(expected, current.version)
                     self._replace(state, target)
                     history.write(json.dumps(history_record(previous, state)) + "\n")
         except OSError as exc:
@@ -161,6 +162,15 @@ class FileStore:
             raise
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        return self._records(limit)
+
+    def last_recorded_version(self) -> int:
+        # Every record, not the last line: a history restored or edited by hand need not be in order.
+        versions = (record.get("version") for record in self._records(None))
+        return max((v for v in versions if type(v) is int and 0 <= v <= MAX_VERSION), default=0)
+
+    def _records(self, limit: int | None) -> list[dict[str, Any]]:
+        """The last ``limit`` records of the history (all of them for None), newest first."""
         history_path = Path(f"{self._target()}.history")
         try:
             # errors="replace": a stray byte becomes U+FFFD or spoils its own line (skipped below), never the whole history.

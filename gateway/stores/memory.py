@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.errors import ConflictError
 from gateway.state import MaintenanceState
-from gateway.stores.base import history_record
+from gateway.stores.base import expected_version, history_record
 
 
 class MemoryStore:
@@ -22,15 +22,19 @@ class MemoryStore:
         return self._state
 
     def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
+        expected = expected_version(state, previous)
         with self._lock:
-            if self._state.version != state.version - 1:
-                raise ConflictError(state.version - 1, self._state.version)
+            if self._state.version != expected:
+                raise ConflictError(expected, self._state.version)
             self._state = state
             self._history.append(history_record(previous, state))
             return state
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         return self._history[::-1][:limit]
+
+    def last_recorded_version(self) -> int:
+        return max((int(record["version"]) for record in self._history), default=0)
 
     def close(self) -> None:
         pass
