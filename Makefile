@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 .PHONY: run test bench bench-smoke soak typecheck angular clean
 
 # The virtual environment, re-installed whenever the dependencies change. The runtime
-# dependencies are held to requirements.lock, the versions the image ships.
-$(STAMP): pyproject.toml requirements.lock
+# dependencies are held to requirements.lock, the versions the image ships. The example
+# Django site uses django-maintenance-gateway (Django's side, its own distribution) from
+# this checkout.
+$(STAMP): pyproject.toml requirements.lock django-maintenance-gateway/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,bench]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test,bench]' -e ./django-maintenance-gateway
 	touch $(STAMP)
 
 ## run: the gateway on :8080 in front of the example Django app on :8000 (HTTP) and :8001 (WebSockets), file store;

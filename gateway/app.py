@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -27,14 +28,16 @@ from gateway.bypass import BypassSecret
 from gateway.cors import CorsPolicy
 from gateway.failure_limit import FailureLimiter
 from gateway.forwarding import TrustedPeers, segment_prefixes, under_segment_prefixes
+from gateway.instance import local_instance, read_instance
 from gateway.maintenance import MaintenanceResponder
 from gateway.metrics import Metrics
+from gateway.override import Serving
 from gateway.proxy import Proxy
 from gateway.refresher import Refresher, StateHolder
 from gateway.settings import Settings, load_settings
 from gateway.state import MaintenanceState, has_dot_segment
 from gateway.status_feed import StatusFeed, next_boundary, notice_line
-from gateway.stores import Store, open_store
+from gateway.stores import Store, call_off_loop, open_store
 from gateway.upstream import UpstreamPool
 from gateway.websocket import WebSocketRelay
 
@@ -52,6 +55,9 @@ class Gateway:
         # Until the store is read, fail-closed means "in maintenance" and fail-open "serving".
         closed = settings.fail_mode == "closed"
         self.holder = StateHolder(MaintenanceState(enabled=True, reason=FAIL_CLOSED_REASON) if closed else MaintenanceState())
+        # What requests are served of the stored state: an operator's override, GATEWAY_MAX_WINDOW.
+        self.serving = Serving(settings.max_window, audit, local_instance(settings.workers))
+        self.serving.attach(self.holder)
         self.refresher = Refresher(self.store, self.holder, settings.refresh_interval)
         self.cors = CorsPolicy(settings)
         self.responder = MaintenanceResponder(settings, self.cors)
@@ -81,7 +87,8 @@ class Gateway:
         self.bypass: BypassSecret = BypassSecret(settings.bypass_secret, settings.bypass_cookie_ttl)
         # One budget of failed guesses per client for admin tokens and bypass secrets alike.
         self.failure_limiter: FailureLimiter = FailureLimiter(settings.admin_failure_limit)
-        self.status_feed = StatusFeed(settings, self.cors, self.responder, self.holder)
+        # The feed tells a client the bypass rules let through so, by the rule requests follow.
+        self.status_feed = StatusFeed(settings, self.cors, self.responder, self.holder, lets_through=self.client_lets_through)
         self.admin = build_admin_app(self._admin_context())
         self.admin_prefix = settings.admin_prefix
         self._admin_prefix_slash = settings.admin_prefix + "/"
@@ -268,6 +275,7 @@ class Gateway:
             change_state=changes.change,
             probe_upstream=upstream_probe(self.pool),
             read_history=changes.history,
+            serving=self.serving,
         )
 
     def _process_gauges(self) -> dict[str, float | None]:
@@ -279,6 +287,10 @@ class Gateway:
         }
 
     async def startup(self) -> None:
+        # Who this process is, named in every answer about the override (ECS task metadata).
+        self.serving.instance = instance = await call_off_loop(read_instance, dict(os.environ), self.settings.workers)
+        if instance.problem is not None:
+            logger.warning("%s; this process is known as %s", instance.problem, instance.id, extra={"event": "instance_unknown", "instance": instance.id})
         # One read before serving, so a normal start never shows the fail-mode default.
         if not await self.refresher.refresh_once():
             logger.warning(
@@ -295,7 +307,7 @@ class Gateway:
         together afterwards."""
         failures: list[Exception] = []
         steps: list[Callable[[], Awaitable[None] | None]] = [
-            self.websockets.stop, self.refresher.stop, self.pool.close, self.store.close
+            self.websockets.stop, self.refresher.stop, self.serving.close, self.pool.close, self.store.close
         ]
         for step in steps:
             try:

@@ -31,6 +31,11 @@ class StoreError(GatewayError):
     """The store could not be read or written (outage, corrupt data, unknown format)."""
 
 
+class StoreBlocksChange(StoreError):
+    """The store holds something no change can be written past (a version at its maximum, a
+    history record in the way), put there by hand or by a script; nothing was written."""
+
+
 class ConflictError(StoreError):
     """A conditional write lost: the stored version is not the one the writer expected."""
 
@@ -131,3 +136,11 @@ class AdminError(GatewayError):
 
 class GatewayUnreachable(GatewayError):
     """No gateway answered at the URL given (refused, timed out, or not the gateway's API)."""
+
+
+class TaskListError(GatewayError):
+    """The tasks of an ECS service could not be listed (credentials, region, ECS refused)."""
+
+
+class NotEveryTaskReached(GatewayError):
+    """``override`` did not reach every task it expected within its attempts and time."""

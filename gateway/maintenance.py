@@ -115,8 +115,11 @@ class MaintenanceResponder:
             "ends_at": ends_at,
         }
         if state.scope is not None:
-            # Partial maintenance: the front end can tell which parts of the site are down.
+            # Partial maintenance: the front end can tell which parts of the site are down, and
+            # what to call them for its users (the paths are for the code, not for people).
             payload["scope"] = list(state.scope)
+            if state.label:
+                payload["label"] = state.label
         bodies = {
             JSON: json_bytes(payload),
             HTML: render_page(self.template, message, state.ends_at, retry_after).encode("utf-8"),

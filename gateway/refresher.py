@@ -18,6 +18,7 @@ import asyncio
 import logging
 import random
 import time
+from typing import Protocol
 
 from gateway.errors import StoreError
 from gateway.state import MaintenanceState, format_time
@@ -43,11 +44,26 @@ def _summary(state: MaintenanceState) -> dict[str, object]:
     }
 
 
+class ServingRule(Protocol):
+    """What is served of the stored state (``override.Serving``: an override, GATEWAY_MAX_WINDOW)."""
+
+    def served(self, stored: MaintenanceState) -> MaintenanceState: ...
+    def stored_changed(self, stored: MaintenanceState) -> None: ...
+    def store_recovered(self) -> None: ...
+
+
 class StateHolder:
-    """The current state and how fresh it is."""
+    """The current state and how fresh it is.
+
+    ``stored`` is the state as the store holds it (before the first read, the fail-mode
+    default); ``state`` is what requests are served: ``stored`` itself (the same object), or
+    what the ``rule`` makes of it. The hot path reads ``state`` only.
+    """
 
     def __init__(self, initial: MaintenanceState, *, loaded: bool = False) -> None:
         self.state = initial
+        self.stored = initial
+        self.rule: ServingRule | None = None
         self.loaded = loaded
         self.last_good_read: float | None = None  # time.monotonic() of the last successful read
         self.failures = 0  # consecutive failed reads
@@ -65,19 +81,23 @@ class StateHolder:
         consistent one before it is taken in: it differs from the state held and is not newer
         than every version held since start, so it may come from a replica that has not seen
         the latest write (this process's own, or the one it followed when the store went back)."""
-        return self.loaded and state != self.state and state.version <= self.highest_version
+        return self.loaded and state != self.stored and state.version <= self.highest_version
 
     def apply(self, state: MaintenanceState, *, source: str) -> bool:
         """Swap in ``state``, the store as it is (a strongly consistent read, or a read newer than
         any version held); True when it changed. A lower version is followed, and said so."""
-        current = self.state
+        current = self.stored
         first = not self.loaded
         self.loaded = True
         if state == current:
+            if first and self.rule is not None:
+                self.rule.stored_changed(state)
             return False
-        self.state = state
+        self.stored = state
         self.highest_version = max(self.highest_version, state.version)
-        self._was_active = state.active(time.time())  # a change by hand is logged below, not as a window
+        if self.rule is not None:
+            self.rule.stored_changed(state)  # may end an override: see override.Serving
+        self.serve()
         if first:
             logger.info("maintenance state loaded", extra={"event": "state_loaded", "source": source, "new": _summary(state)})
         elif state.version < current.version:
@@ -99,9 +119,14 @@ class StateHolder:
     def apply_written(self, state: MaintenanceState, *, source: str) -> bool:
         """``apply`` for a state this process wrote (or read to build a change that wrote nothing),
         unless a refresh brought a newer version meanwhile: the write's answer is then the older."""
-        if self.loaded and state.version < self.state.version:
+        if self.loaded and state.version < self.stored.version:
             return False
         return self.apply(state, source=source)
+
+    def serve(self) -> None:
+        """Work out ``state`` from ``stored`` again (the stored state changed, or the rule did)."""
+        self.state = self.stored if self.rule is None else self.rule.served(self.stored)
+        self._was_active = self.state.active(time.time())  # a change by hand is logged, not as a window
 
     def _note_went_back(self, old: MaintenanceState, new: MaintenanceState, source: str) -> None:
         self.went_back += 1
@@ -133,6 +158,8 @@ class StateHolder:
                 self.failures,
                 extra={"event": "store_recovered", "failures": self.failures},
             )
+            if self.rule is not None:
+                self.rule.store_recovered()
         self.failures = 0
         self.last_error = None
         self.last_good_read = time.monotonic()

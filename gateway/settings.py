@@ -28,6 +28,9 @@ DEFAULT_ADMIN_PREFIX = "/_gateway"
 # The CLI's way to a running gateway: read by the command, not settings of the gateway.
 ADMIN_URL_VARIABLE = "GATEWAY_ADMIN_URL"
 ADMIN_TOKEN_VARIABLE = "GATEWAY_ADMIN_TOKEN"
+# The CLI's named sites (gateway/cli/sites.py): which one, and the file that holds them.
+SITE_VARIABLE = "GATEWAY_SITE"
+SITES_FILE_VARIABLE = "GATEWAY_SITES_FILE"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -132,6 +135,10 @@ def parse_store(raw: str) -> str:
         from gateway.stores.file import require_directory
 
         require_directory(argument)
+    elif kind == "dynamodb":
+        from gateway.stores.dynamodb import DynamoDBLocation, require_region
+
+        require_region(DynamoDBLocation.parse(argument))
     return raw.strip()
 
 
@@ -432,6 +439,14 @@ class Settings:
         parse_text, "The site is down for maintenance. Please try again later.", "default message"
     )
     retry_after: int = setting(whole(0, DAY), "300", "Retry-After seconds when no end time is set")
+    # Off by default: a window ending by itself in the middle of a long migration puts users back
+    # on a half-migrated site, while one left on too long is seen at once (README "Configuration").
+    max_window: int = setting(
+        whole(0, 366 * DAY),
+        "0",
+        "seconds a window without an end stays in force, counted from its start (starts_at, else when it was "
+        "turned on); in memory only, the store is never rewritten; 0: no ceiling",
+    )
     drain_timeout: float = setting(
         seconds(HOUR, zero_allowed=True), "25", "seconds in-flight requests get after SIGTERM"
     )
@@ -503,7 +518,7 @@ def load_settings(env: Mapping[str, str] | None = None, overrides: Mapping[str, 
 
 
 # Variables with the prefix that belong to the CLI client, not to the server's settings.
-_CLIENT_VARIABLES = {ADMIN_URL_VARIABLE: False, ADMIN_TOKEN_VARIABLE: True}
+_CLIENT_VARIABLES = {ADMIN_URL_VARIABLE: False, ADMIN_TOKEN_VARIABLE: True, SITE_VARIABLE: False, SITES_FILE_VARIABLE: False}
 # Every variable the prefix may start, and whether its value is a secret.
 _KNOWN = {**{field.env: field.secret for field in FIELDS}, **_CLIENT_VARIABLES}
 

@@ -26,6 +26,8 @@ def parse_mode(value: object) -> Mode:
 MAX_MESSAGE_LENGTH = 2000
 MAX_REASON_LENGTH = 500
 MAX_ACTOR_LENGTH = 200
+# What customers are told the scope is ("Checkout"): a few words in a sentence, never the paths.
+MAX_LABEL_LENGTH = 100
 # A scope is a short list of path prefixes: it travels in every notice header Django receives.
 MAX_SCOPE_PREFIXES = 16
 MAX_PREFIX_LENGTH = 200
@@ -34,7 +36,7 @@ MAX_VERSION = 2**53 - 1
 # The instants datetime (and so ISO-8601 text) can name: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z.
 MIN_TIME = -62135596800.0
 MAX_TIME = 253402300799.999
-_TEXT_FIELDS = ("mode", "message", "reason", "updated_by")
+_TEXT_FIELDS = ("mode", "message", "reason", "updated_by", "label")
 
 # The store item's schema; an item of a newer schema is refused rather than misread.
 # Schema 2 added ``scope``. An unscoped state is still written as schema 1, so during a
@@ -128,7 +130,7 @@ def parse_scope(value: Any) -> tuple[str, ...] | None:
     return tuple(prefixes) or None
 
 
-def stored_scope(value: list[str] | None) -> tuple[tuple[str, ...] | None, str | None]:
+def stored_scope(value: Any) -> tuple[tuple[str, ...] | None, str | None]:
     """A stored scope read with the writer's own check (``parse_scope``), and why it was refused.
 
     A scope the admin API would refuse (written by hand, by a script) is neither cut down nor
@@ -181,6 +183,8 @@ class MaintenanceState:
     # Why the stored scope was refused (see ``stored_scope``), the state then covering the whole
     # site; never written to a store: it says how this item was read, not what a writer asked for.
     scope_refused: str | None = None
+    # The scope's name for customers (the status feed and the 503 carry it beside the paths).
+    label: str = ""
 
     def __post_init__(self) -> None:
         # Times are kept to the millisecond, as they are written, so a state read back equals the one written.
@@ -211,6 +215,8 @@ class MaintenanceState:
             raise StateError("message", f"longer than {MAX_MESSAGE_LENGTH} characters")
         if len(self.reason) > MAX_REASON_LENGTH:
             raise StateError("reason", f"longer than {MAX_REASON_LENGTH} characters")
+        if len(self.label) > MAX_LABEL_LENGTH:
+            raise StateError("label", f"longer than {MAX_LABEL_LENGTH} characters")
         if self.starts_at is not None and self.ends_at is not None and self.ends_at <= self.starts_at:
             raise StateError("ends_at", "must be after starts_at")
         if isinstance(self.version, bool) or not isinstance(self.version, int):
@@ -275,6 +281,7 @@ class MaintenanceState:
             "updated_by": self.updated_by,
             "version": self.version,
             "scope": list(self.scope) if self.scope is not None else None,
+            "label": self.label,
         }
 
     def describe(self, now: float) -> dict[str, Any]:
@@ -332,11 +339,10 @@ class MaintenanceState:
             if not isinstance(value, str):
                 raise StateError(name, "expected text")
             texts[name] = safe_text(value)
-        raw_scope = item.get("scope")
-        if raw_scope is not None and (not isinstance(raw_scope, list) or not all(isinstance(prefix, str) for prefix in raw_scope)):
-            raise StateError("scope", "expected a list of path prefixes")
-        # The rules a write is held to, not a copy of them: see stored_scope.
-        scope, scope_refused = stored_scope(raw_scope)
+        # The rules a write is held to, not a copy of them: see stored_scope. A scope that is no
+        # list of text is refused there too, and the state then covers the whole site: read as
+        # an unusable item instead, it would keep the last state, off, in force.
+        scope, scope_refused = stored_scope(item.get("scope"))
         return cls(
             enabled=enabled,
             mode=parse_mode(texts["mode"] or "full"),
@@ -349,6 +355,7 @@ class MaintenanceState:
             version=version,
             scope=scope,
             scope_refused=scope_refused,
+            label=texts["label"][:MAX_LABEL_LENGTH],
         )
 
 
@@ -363,6 +370,7 @@ def switched_on(
     ends_at: float | None = None,
     reason: str = "",
     scope: tuple[str, ...] | None = None,
+    label: str = "",
 ) -> MaintenanceState:
     """The state after an operator turns maintenance on (the next version)."""
     if ends_at is not None and ends_at <= now:
@@ -378,12 +386,13 @@ def switched_on(
         updated_by=actor[:MAX_ACTOR_LENGTH],
         version=current.version + 1,
         scope=scope,
+        label=label,
     )
 
 
 def switched_off(current: MaintenanceState, *, now: float, actor: str, reason: str = "") -> MaintenanceState:
     """The state after an operator turns maintenance off; the last message is kept for the record
-    (the scope is not: the history keeps it, and an off state applies to no path)."""
+    (the scope and its label are not: the history keeps them, and an off state applies to no path)."""
     return dataclasses.replace(
         current,
         enabled=False,
@@ -391,6 +400,7 @@ def switched_off(current: MaintenanceState, *, now: float, actor: str, reason: s
         ends_at=None,
         scope=None,
         scope_refused=None,
+        label="",
         reason=reason,
         updated_at=now,
         updated_by=actor[:MAX_ACTOR_LENGTH],

@@ -59,8 +59,14 @@ WATCH_INTERVAL = 0.2
 # How long the gateway waits for its own close frame to go out, and for the upstream's
 # closing handshake, before it drops the connection.
 CLOSE_TIMEOUT = 5.0
-# Frames ``websockets`` reads ahead from Django before it stops reading (high, low water).
-UPSTREAM_MAX_QUEUE = (4, 1)
+# Messages ``websockets`` reads ahead from Django before it stops reading (high, low water):
+# one, so a socket holds one message at each step of the relay and no queue of them.
+UPSTREAM_MAX_QUEUE = (1, 0)
+# What Django's WebSocket server takes in a handshake (``websockets``' parser, which uvicorn and
+# the gateway's own side use): a handshake the gateway would forward past these (it adds the
+# X-Forwarded-* lines) is refused here, rather than left to wait for an answer that never comes.
+UPSTREAM_MAX_HEADER_LINES = 128
+UPSTREAM_MAX_LINE_BYTES = 8192
 # The drain's last half second is left for the close frames to go out before uvicorn
 # cancels what is still running.
 DRAIN_MARGIN = 0.5
@@ -293,6 +299,14 @@ class WebSocketRelay:
                 name, _, value = line.partition(": ")
                 if not name.startswith("sec-websocket-"):
                     forwarded.append((name, value))
+        # websockets adds its own Upgrade, Connection, key, version and subprotocol lines.
+        if len(forwarded) + 5 > UPSTREAM_MAX_HEADER_LINES or any(len(line) + 2 > UPSTREAM_MAX_LINE_BYTES for line in lines):
+            self.metrics.refused["bad_request"] += 1
+            if _reads_http_answers(scope):
+                await self.gateway.proxy.answer_error(400, scope, _as_denial(send), "request head too large for a WebSocket")
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return None
         protocol = _ForwardingClientProtocol(
             request_line.split(" ")[1],
             forwarded,

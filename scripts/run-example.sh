@@ -97,7 +97,12 @@ echo "Try: curl -i $gateway_url/api/hello   then   $store_assignment $bin/mainte
 echo "WebSockets: $ws_url/ws/echo/ and $ws_url/ws/ticks/ (an event every 100 ms)"
 export GATEWAY_UPSTREAM_URL="${GATEWAY_UPSTREAM_URL:-http://127.0.0.1:$django_port}"
 export GATEWAY_WEBSOCKET_UPSTREAM_URL="${GATEWAY_WEBSOCKET_UPSTREAM_URL:-http://127.0.0.1:$asgi_port}"
-export GATEWAY_CORS_ALLOWED_ORIGINS="${GATEWAY_CORS_ALLOWED_ORIGINS:-http://localhost:4200,http://127.0.0.1:4200}"
-export GATEWAY_CORS_ALLOW_CREDENTIALS="${GATEWAY_CORS_ALLOW_CREDENTIALS:-true}"
+# The gateway's CORS settings say what Django's (django-cors-headers) say, so the preflights it
+# answers in maintenance allow what Django allows (the demo's X-Client-Version header
+# included): django-maintenance-gateway derives them. A GATEWAY_CORS_* given to make run wins.
+cors_env=$(cd examples/django_site && "$bin/python" manage.py gateway_cors_env)
+while IFS='=' read -r name value; do
+  [[ -v $name ]] || export "$name=$value"
+done <<<"$cors_env"
 export GATEWAY_LOG_FORMAT="${GATEWAY_LOG_FORMAT:-text}"
 "$bin/maintenance-gateway" serve "$@"

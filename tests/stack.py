@@ -46,7 +46,8 @@ DEPLOY_PARAMETERS = {
     "HostHeader": "shop.example.com",
     "SiteKey": "shop-prod",
     "AllowedOrigins": "https://app.example.com",
-    "AdminTokensSecret": "maintenance-gateway/shop-prod/admin-tokens",
+    # Full ARNs, as `aws secretsmanager create-secret --query ARN --output text` prints them.
+    "AdminTokensSecret": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:maintenance-gateway/shop-prod/admin-tokens-Xy12Zw",
     "BypassSecret": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:maintenance-gateway/shop-prod/bypass-Ab12Cd",
 }
 
@@ -84,6 +85,11 @@ PHYSICAL: dict[str, Callable[[str], dict[str, str]]] = {
     "AWS::ECS::Service": lambda name: {
         "Ref": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/web/{STACK_NAME}-{name}-AbCdEf012345",
         "Name": f"{STACK_NAME}-{name}-AbCdEf012345",
+    },
+    "AWS::Logs::MetricFilter": lambda name: {"Ref": f"{STACK_NAME}-{name}-AbCdEf012345"},
+    "AWS::CloudWatch::Alarm": lambda name: {
+        "Ref": f"{STACK_NAME}-{name}-AbCdEf012345",
+        "Arn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{STACK_NAME}-{name}-AbCdEf012345",
     },
 }
 
@@ -345,9 +351,53 @@ def api_calls(stack: RenderedStack) -> list[ApiCall]:
         elif kind == "AWS::ECS::Service":
             props.setdefault("ServiceName", physical["Name"])
             calls.append(_call(name, "ecs", "CreateService", props))
+        elif kind == "AWS::Logs::MetricFilter":
+            props.setdefault("FilterName", physical["Ref"])
+            calls.append(_call(name, "logs", "PutMetricFilter", props))
+        elif kind == "AWS::CloudWatch::Alarm":
+            props.setdefault("AlarmName", physical["Ref"])
+            calls.append(_call(name, "cloudwatch", "PutMetricAlarm", props))
         else:
             raise AssertionError(f"{name}: no API mapping for {kind}; add one so it is validated")
     return calls
+
+
+def rule_problems(template: Mapping[str, Any], values: Mapping[str, str]) -> list[str]:
+    """The template's Rules as CloudFormation applies them before it creates anything: each rule
+    whose RuleCondition holds (or that has none) must have every Assertion true; the description
+    of each one that fails. The rule functions the stack uses: Ref, Fn::Equals, Fn::Not, Fn::Or,
+    Fn::And, Fn::Contains."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, list):
+            return [value(item) for item in node]
+        if not isinstance(node, dict):
+            return str(node)
+        (key, arg), = node.items()
+        if key == "Ref":
+            return values[arg]
+        if key == "Fn::Equals":
+            left, right = (value(part) for part in arg)
+            return left == right
+        if key == "Fn::Not":
+            return not value(arg[0])
+        if key == "Fn::Or":
+            return any(value(part) for part in arg)
+        if key == "Fn::And":
+            return all(value(part) for part in arg)
+        if key == "Fn::Contains":
+            items, item = arg
+            return value(item) in value(items)
+        raise AssertionError(f"the test's rule evaluator does not know {key}")
+
+    problems = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not value(rule["RuleCondition"]):
+            continue
+        for assertion in rule["Assertions"]:
+            if not value(assertion["Assert"]):
+                problems.append(f"{name}: {assertion['AssertDescription']}")
+    return problems
 
 
 def validation_errors(call: ApiCall) -> list[str]:

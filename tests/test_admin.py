@@ -354,12 +354,12 @@ def test_openapi_document_matches_the_routes(admin_gateway: Gateway) -> None:
     }
     # The status feed is answered by the gateway before the admin routes (raw ASGI).
     assert documented == routed | {("/_gateway/status", "GET")}
-    # What a change did, as the CLI reads it: in the answer of PUT and DELETE.
-    for method in ("put", "delete"):
+    # What a change did, as the CLI reads it: in the answer of PUT, PATCH and DELETE.
+    for method in ("put", "patch", "delete"):
         answer = document["paths"]["/_gateway/maintenance"][method]["responses"]["200"]["content"]["application/json"]["schema"]
         assert answer == {"$ref": "#/components/schemas/ChangedState"}
     changed = document["components"]["schemas"]["ChangedState"]
-    assert {"changed", "replaced"} <= set(changed["allOf"][1]["required"])
+    assert {"changed", "replaced", "previous"} <= set(changed["allOf"][1]["required"])
 
 
 def remote_cli(*args: str, url: str, token: str) -> subprocess.CompletedProcess[str]:
@@ -771,8 +771,8 @@ def test_a_second_window_over_an_upcoming_one_says_what_it_replaced(admin: httpx
     second_state = second.json()
     assert second_state["changed"] is True and second_state["version"] == first_state["version"] + 1
     # The operator is told which window the change replaced, described as the state is.
-    described = {key: value for key, value in first_state.items() if key not in ("changed", "replaced")}
-    assert second_state["replaced"] == described
+    described = {key: value for key, value in first_state.items() if key not in ("changed", "replaced", "previous")}
+    assert second_state["replaced"] == described == second_state["previous"]
     record = newest_change(admin)
     assert record["old"]["message"] == "first" and record["new"]["message"] == "second"
     # The same window asked for again: nothing is written, nothing replaced.

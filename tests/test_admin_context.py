@@ -128,7 +128,7 @@ def test_a_wrong_method_is_a_json_405(client: TestClient) -> None:
     response = client.post("/_gateway/maintenance", headers=AUTH)
     assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
     # RFC 9110 15.5.6: what the resource takes, from every route on its path.
-    assert response.headers["allow"] == "DELETE, GET, HEAD, PUT"
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH, PUT"
     assert client.post("/_gateway/health").headers["allow"] == "GET, HEAD"
 
 
@@ -147,19 +147,25 @@ def test_the_routes_read_the_context(client: TestClient, calls: Calls, holder: S
 
 
 def test_ready_asks_the_probe_and_caches_its_answer(client: TestClient, calls: Calls) -> None:
-    calls.probe_answer = "connection refused"
+    calls.probe_answer = "cannot connect to 10.0.3.7:8000: connection refused"
     first = client.get("/_gateway/ready")
-    second = client.get("/_gateway/ready")
+    second = client.get("/_gateway/ready", headers=AUTH)
     assert first.status_code == second.status_code == 503
-    assert first.json()["problems"] == ["connection refused"]
+    # Without a token: a word for the reason, never Django's address or the error it gave.
+    assert first.json() == {"ready": False, "problems": ["upstream_unreachable"]}
+    assert second.json()["problems"] == ["upstream_unreachable"]
+    assert second.json()["details"] == ["cannot connect to 10.0.3.7:8000: connection refused"]
     assert calls.probes == 1
+    assert client.get("/_gateway/ready", headers={"authorization": "Bearer wrong-token-0123456789"}).status_code == 401
 
 
 def test_ready_in_fail_closed_waits_for_the_state(calls: Calls) -> None:
     context = fake_context(calls, StateHolder(MaintenanceState()), fail_closed=True)
     with TestClient(build_admin_app(context)) as test_client:
         response = test_client.get("/_gateway/ready")
-    assert response.status_code == 503 and "fail-closed" in response.json()["problems"][0]
+        detailed = test_client.get("/_gateway/ready", headers=AUTH)
+    assert response.status_code == 503 and response.json()["problems"] == ["state_unread"]
+    assert "fail-closed" in detailed.json()["details"][0]
 
 
 def test_the_answer_to_a_change_says_what_it_did(client: TestClient, calls: Calls) -> None:
@@ -173,7 +179,9 @@ def test_the_answer_to_a_change_says_what_it_did(client: TestClient, calls: Call
     payload = answer.json()
     assert payload["changed"] is True and payload["version"] == 2 and payload["message"] == "second"
     assert payload["replaced"]["message"] == "first" and payload["replaced"]["version"] == 1
-    assert set(payload["replaced"]) == set(payload) - {"changed", "replaced"}
+    assert set(payload["replaced"]) == set(payload) - {"changed", "replaced", "previous"}
+    # The state the change was built on, so a client can say field by field what was kept.
+    assert payload["previous"] == payload["replaced"]
     build, expected, token_name, _client = calls.changes[0]
     assert expected == 1 and token_name == "ops"
     # The one "turn on" shape: the body as the API took it, through next_state.

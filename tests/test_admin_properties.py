@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from gateway.admin.changes import CHANGE_FIELDS as FIELDS
+from gateway.admin.changes import CHANGE_FIELDS
+from gateway.admin.updates import UPDATE_FIELDS
 from gateway.app import Gateway
 from gateway.settings import load_settings
 from gateway.stores.memory import MemoryStore
@@ -48,7 +49,15 @@ field_values = {
     "duration_seconds": st.floats(allow_nan=True, allow_infinity=True) | st.integers() | json_values,
     "reason": st.text(max_size=600) | json_values,
     "scope": st.lists(st.sampled_from(["/api/checkout/", "api/payments", "/a/../b", "/x\x00", "/", ""]) | st.text(max_size=20), max_size=3) | json_values,
+    "label": st.text(max_size=120) | json_values,
+    "replace": st.booleans() | json_values,
+    "by": st.text(max_size=120) | json_values,
+    # PATCH's ways to move the end.
+    "extend_seconds": st.floats(allow_nan=True, allow_infinity=True) | st.integers() | json_values,
+    "extend_until": times | json_values,
 }
+# Every field PUT or PATCH takes (PATCH refuses enabled and replace, PUT the extend fields).
+FIELDS = tuple(dict.fromkeys((*CHANGE_FIELDS, *UPDATE_FIELDS)))
 bodies = st.one_of(
     st.fixed_dictionaries({}, optional={name: field_values[name] for name in FIELDS}),
     st.dictionaries(st.text(max_size=12), json_values, max_size=5),
@@ -140,6 +149,8 @@ put_fields = {
     "starts_at": (past | future).map(raw_json) | text_or_other(any_date),
     "ends_at": future.map(raw_json) | text_or_other(any_date),
     "duration_seconds": st.integers(1, 366 * 86400).map(str) | any_number | text_or_other(any_text),
+    "by": showable_text.map(raw_json) | text_or_other(any_text),
+    "label": showable_text.map(lambda text: raw_json(text[:100])) | text_or_other(any_text),
 }
 # Bodies a write accepts, any showable Unicode included: the answers must then render them.
 valid_fields = {

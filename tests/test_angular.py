@@ -1,10 +1,17 @@
-"""The Angular maintenance kit (examples/angular) in headless Chromium, against the real stack.
+"""The Angular maintenance kit (the maintenance-gateway-angular package) in headless Chromium,
+against the real stack.
 
-The built app is served from its own origin, and every call it makes crosses to nginx ->
-gateway -> the example Django app (credentials and a custom header, so each one is preflighted).
-Each state a user can meet is checked on screen and saved as a screenshot: normal data, the
-maintenance screen with its countdown, a scheduled window (banner, screen, recovery, without a
-reload), read-only, partial maintenance of the checkout, and Django down.
+Two apps built on the packed library (scripts/build-angular.sh) are served from origins of their
+own, and every call they make crosses to nginx -> gateway -> the example Django app:
+- the example shop (examples/angular: Angular 21, standalone, zoneless, the functional
+  interceptor; credentials and a custom header, so each call is preflighted). Each state a user
+  can meet is checked on screen and saved as a screenshot: normal data, the maintenance screen
+  with its countdown, a scheduled window (banner, screen, recovery, without a reload), read-only,
+  partial maintenance of a labelled checkout, staff let through by the bypass cookie, dates in
+  the browser's locale, and Django down;
+- the minimal app (examples/angular/kit/projects/minimal: Angular 20.0.0, the oldest the
+  package supports, an NgModule with zone.js and the class interceptor, one text replaced), the
+  README's "drop it into your app" steps: the overlay in maintenance, the page when not.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -29,8 +38,10 @@ from tests.support import CORS_ENV, ROOT, Gateway, ServerProcess, free_port, sta
 pytestmark = pytest.mark.browser
 
 ANGULAR_DIR = ROOT / "examples" / "angular"
-BUILT_APP = ANGULAR_DIR / "dist" / "maintenance-kit" / "browser"
+BUILT_APP = ANGULAR_DIR / "dist" / "shop" / "browser"
+BUILT_MINIMAL = ANGULAR_DIR / "kit" / "dist" / "minimal" / "browser"
 README_SCREENSHOT = ROOT / "docs" / "angular-maintenance.png"
+BYPASS_SECRET = "angular-bypass-secret-0123456789"
 
 # Short enough for the states to follow each other within seconds.
 APP_TIMING = {"statusPollSeconds": 0.5, "maintenancePollSeconds": 0.5, "maxPollSeconds": 2}
@@ -52,51 +63,65 @@ class ShopStack:
     django: ServerProcess
     django_port: int
     screenshots: Path
+    minimal_url: str
+    allowed_origins: str
 
     def restart_django(self) -> None:
-        self.django, _ = start_django(self.log_dir, self.origin, port=self.django_port, name="django-angular-restarted")
+        self.django, _ = start_django(self.log_dir, self.allowed_origins, port=self.django_port, name="django-angular-restarted")
 
 
 @pytest.fixture(scope="module")
 def built_app() -> Path:
     """`make test` has built it already; run on its own, the script builds it (or finds it up to date)."""
     subprocess.run([str(ROOT / "scripts" / "build-angular.sh")], check=True, timeout=600)
-    assert (BUILT_APP / "index.html").exists()
+    assert (BUILT_APP / "index.html").exists() and (BUILT_MINIMAL / "index.html").exists()
     return BUILT_APP
+
+
+def deploy(built: Path, site: Path, port: int, config: dict[str, Any]) -> Any:
+    """A build as a team deploys it, with this environment's config.json beside it, served."""
+    shutil.copytree(built, site)
+    (site / "config.json").write_text(json.dumps(config))
+    return serve_static(site, port)
 
 
 @pytest.fixture(scope="module")
 def shop(built_app: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopStack]:
     log_dir = tmp_path_factory.mktemp("angular")
-    app_port = free_port()
-    origin = f"http://localhost:{app_port}"
+    app_port, minimal_port = free_port(), free_port()
+    origin, minimal_origin = f"http://localhost:{app_port}", f"http://localhost:{minimal_port}"
+    origins = f"{origin},{minimal_origin}"
     django_port = free_port()
-    django, django_url = start_django(log_dir, origin, port=django_port, name="django-angular")
+    django, django_url = start_django(log_dir, origins, port=django_port, name="django-angular")
     gateway = Gateway(
         log_dir,
         django_url,
         {
             **CORS_ENV,
-            "GATEWAY_CORS_ALLOWED_ORIGINS": origin,
+            "GATEWAY_CORS_ALLOWED_ORIGINS": origins,
             "GATEWAY_CORS_EXPOSE_HEADERS": "ETag,Retry-After,X-Maintenance-Mode",
             "GATEWAY_RETRY_AFTER": "30",
+            "GATEWAY_BYPASS_SECRET": BYPASS_SECRET,
         },
         name="gateway-angular",
     )
-    nginx, api_url = start_nginx(log_dir, gateway.port, name="nginx-angular")
+    nginx, nginx_url = start_nginx(log_dir, gateway.port, name="nginx-angular")
+    # The API by the apps' host name: the same site as the apps (ports do not count), as
+    # app.example.com and api.example.com are, so the bypass cookie (SameSite=Lax) goes with
+    # the apps' credentialed calls.
+    api_url = nginx_url.replace("127.0.0.1", "localhost")
 
-    # The build as a team deploys it, with this environment's config.json beside it.
-    site = log_dir / "site"
-    shutil.copytree(built_app, site)
-    (site / "config.json").write_text(json.dumps({"apiBaseUrl": api_url, **APP_TIMING}))
-    static = serve_static(site, app_port)
+    static = deploy(built_app, log_dir / "site", app_port, {"apiBaseUrl": api_url, **APP_TIMING})
+    # The minimal app keeps the kit's default timing (60 s between polls while all is well).
+    minimal = deploy(BUILT_MINIMAL, log_dir / "site-minimal", minimal_port, {"apiBaseUrl": api_url})
     screenshots = log_dir / "screenshots"
     screenshots.mkdir()
-    stack = ShopStack(log_dir, f"{origin}/", origin, api_url, gateway, django, django_port, screenshots)
+    stack = ShopStack(log_dir, f"{origin}/", origin, api_url, gateway, django, django_port, screenshots, f"{minimal_origin}/", origins)
     try:
         yield stack
     finally:
         static.shutdown()
+        minimal.shutdown()
         nginx.stop()
         gateway.stop()
         stack.django.stop()
@@ -150,8 +175,12 @@ def expect_catalogue(page: Any) -> None:
 
 
 def countdown_seconds(page: Any) -> int:
-    minutes, seconds = page.get_by_test_id("maintenance-countdown").inner_text().split(":")[-2:]
-    return int(minutes) * 60 + int(seconds)
+    """The countdown in "Back in 1:23, on Monday, December 7 at 4:31 PM UTC." (or "Checking again in 0:29.")."""
+    text = page.get_by_test_id("maintenance-countdown").inner_text()
+    match = re.search(r"in (\d+(?::\d\d)+)", text)
+    assert match, text
+    *hours, minutes, seconds = (int(part) for part in match.group(1).split(":"))
+    return (hours[0] if hours else 0) * 3600 + minutes * 60 + seconds
 
 
 def test_demo_api_answers_through_the_stack(shop: ShopStack, gateway_open: Gateway) -> None:
@@ -176,7 +205,7 @@ def test_catalogue_shown_while_the_gateway_forwards(page: Any, shop: ShopStack, 
     expect(page.get_by_test_id("checkout-summary")).to_have_text("2 items, EUR 31.50")
     page.get_by_test_id("add-to-cart").first.click()
     expect(page.get_by_test_id("cart-count")).to_have_text("(cart: 1)")
-    for state in ("maintenance-screen", "maintenance-upcoming", "maintenance-read-only", "server-problem", "app-error"):
+    for state in ("maintenance-screen", "maintenance-upcoming", "maintenance-read-only", "maintenance-bypassed", "server-problem", "app-error"):
         expect(page.get_by_test_id(state)).to_have_count(0)
     screenshot(page, shop, "normal")
 
@@ -273,12 +302,16 @@ def test_partial_maintenance_of_checkout_leaves_the_catalogue_working(
 ) -> None:
     from playwright.sync_api import expect
 
-    gateway_open.turn_on(scope=["/api/checkout/"], message="Checkout is being upgraded.", ends_at=time.time() + 120)
+    gateway_open.turn_on(scope=["/api/checkout/"], label="Checkout and payment", message="Checkout is being upgraded.", ends_at=time.time() + 120)
     navigations = open_app(page, shop)
     expect_catalogue(page)
     notice = page.get_by_test_id("maintenance-scope")
     expect(notice).to_be_visible(timeout=SHOWN_WITHIN_MS)
+    # Named as the operator labelled it (on --label): shoppers never see the API's paths.
+    expect(notice).to_contain_text("Checkout and payment is down for maintenance.")
     expect(page.get_by_test_id("maintenance-scope-message")).to_have_text("Checkout is being upgraded.")
+    expect(page.get_by_test_id("maintenance-scope-back")).to_contain_text("Back in")
+    assert "/api/" not in page.locator("body").inner_text()
     expect(page.get_by_test_id("place-order")).to_have_count(0)
     expect(page.get_by_test_id("maintenance-screen")).to_have_count(0)
     page.get_by_test_id("add-to-cart").first.click()
@@ -346,3 +379,134 @@ def test_django_down_shows_a_problem_on_our_side_not_maintenance(page: Any, shop
     expect_catalogue(page)
     expect(page.get_by_test_id("server-problem")).to_have_count(0)
     assert_not_reloaded(page, navigations)
+
+
+def test_an_upcoming_read_only_window_of_a_labelled_part_says_writes_will_be_refused(
+    page: Any, shop: ShopStack, gateway_open: Gateway
+) -> None:
+    from playwright.sync_api import expect
+
+    now = time.time()
+    gateway_open.turn_on(mode="read-only", scope=["/api/checkout/"], label="Checkout", starts_at=now + 3600, ends_at=now + 5400)
+    open_app(page, shop)
+    banner = page.get_by_test_id("maintenance-upcoming")
+    expect(banner).to_be_visible(timeout=SHOWN_WITHIN_MS)
+    expect(banner).to_contain_text("Scheduled maintenance of Checkout starts in")
+    # What really happens in read-only mode: writes are refused, nothing is kept for later.
+    expect(banner).to_contain_text("changes there will be refused while it lasts: nothing you send then is saved")
+    assert "wait" not in banner.inner_text() and "/api/" not in page.locator("body").inner_text()
+    screenshot(page, shop, "upcoming-read-only")
+
+
+@pytest.mark.parametrize(
+    ("locale", "zone", "weekdays"),
+    [
+        ("en-US", "America/New_York", ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")),
+        ("de-DE", "Europe/Berlin", ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag")),
+    ],
+)
+def test_times_are_shown_with_the_day_in_the_browsers_locale_and_zone(
+    browser: Any, shop: ShopStack, gateway_open: Gateway, locale: str, zone: str, weekdays: tuple[str, ...]
+) -> None:
+    from playwright.sync_api import expect
+
+    # Two days and a bit ahead: "back at 10:00" alone would not say which day.
+    ends_at = time.time() + 2 * 86400 + 600
+    gateway_open.turn_on(message="Long upgrade.", ends_at=ends_at)
+    context = browser.new_context(viewport=VIEWPORT, locale=locale, timezone_id=zone)
+    try:
+        page = context.new_page()
+        open_app(page, shop)
+        countdown = page.get_by_test_id("maintenance-countdown")
+        expect(countdown).to_be_visible(timeout=SHOWN_WITHIN_MS)
+        end = datetime.fromtimestamp(ends_at, ZoneInfo(zone))
+        expect(countdown).to_contain_text(weekdays[end.weekday()])
+        expect(countdown).to_contain_text(str(end.day))
+        # The kit's own words stay English unless the app replaces them.
+        expect(page.get_by_test_id("maintenance-screen")).to_contain_text("We'll be back soon")
+        screenshot(page, shop, f"dates-{locale}")
+    finally:
+        context.close()
+
+
+def staff_login(page: Any, shop: ShopStack) -> None:
+    """What a member of the team does: the gateway's bypass form, on the API's origin."""
+    page.goto(f"{shop.api_url}/_gateway/bypass?next=/_gateway/status")
+    page.locator("input[name=secret]").fill(BYPASS_SECRET)
+    page.get_by_role("button", name="Let me in").click()
+    page.wait_for_url("**/_gateway/status")
+    # The browser now holds the HttpOnly cookie: the feed, fetched with it, says so.
+    assert json.loads(page.locator("body").inner_text())["bypassed"] is True
+
+
+def test_staff_with_the_bypass_cookie_see_the_site_not_the_overlay(browser: Any, shop: ShopStack, gateway_open: Gateway) -> None:
+    from playwright.sync_api import expect
+
+    gateway_open.turn_on(message="Upgrading the shop.", ends_at=time.time() + 300)
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        navigations = open_app(page, shop)
+        screen = page.get_by_test_id("maintenance-screen")
+        expect(screen).to_be_visible(timeout=SHOWN_WITHIN_MS)
+
+        # Signed in from another tab: the open app lets the overlay go at its next poll.
+        staff_login(context.new_page(), shop)
+        expect(screen).to_have_count(0, timeout=SHOWN_WITHIN_MS)
+        expect_catalogue(page)
+        note = page.get_by_test_id("maintenance-bypassed")
+        expect(note).to_contain_text("closed to visitors")
+        # Their writes pass too.
+        page.get_by_test_id("add-to-cart").first.click()
+        expect(page.get_by_test_id("cart-count")).to_have_text("(cart: 1)")
+        expect(page.get_by_test_id("app-error")).to_have_count(0)
+        assert_not_reloaded(page, navigations)
+        screenshot(page, shop, "bypassed")
+    finally:
+        context.close()
+    # Everyone else still gets the overlay.
+    other = browser.new_context(viewport=VIEWPORT)
+    try:
+        visitor = other.new_page()
+        open_app(visitor, shop)
+        expect(visitor.get_by_test_id("maintenance-screen")).to_be_visible(timeout=SHOWN_WITHIN_MS)
+        expect(visitor.get_by_test_id("maintenance-bypassed")).to_have_count(0)
+    finally:
+        other.close()
+
+
+# -- the minimal NgModule app (Angular 20.0.0), on the packed library alone
+
+
+def test_minimal_app_shows_the_page_when_the_gateway_forwards(page: Any, shop: ShopStack, gateway_open: Gateway) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(shop.minimal_url)
+    expect(page.get_by_test_id("products")).to_have_text("3 products", timeout=SHOWN_WITHIN_MS)
+    expect(page.get_by_test_id("maintenance-screen")).to_have_count(0)
+    screenshot(page, shop, "minimal-normal")
+
+
+def test_minimal_app_shows_the_overlay_in_maintenance_with_its_own_title_then_the_page_again(
+    page: Any, shop: ShopStack, gateway_open: Gateway
+) -> None:
+    from playwright.sync_api import expect
+
+    # The feed blocked: the screen comes from the API's 503, read by the class interceptor.
+    page.route("**/_gateway/status", lambda route: route.abort())
+    gateway_open.turn_on(message="Minimal maintenance.", ends_at=time.time() + 120)
+    page.goto(shop.minimal_url)
+    screen = page.get_by_test_id("maintenance-screen")
+    expect(screen).to_be_visible(timeout=SHOWN_WITHIN_MS)
+    # The one text the app replaced, and the English defaults for the rest.
+    expect(screen.locator("h1")).to_have_text("Back soon!")
+    expect(page.get_by_test_id("maintenance-message")).to_have_text("Minimal maintenance.")
+    expect(screen).to_contain_text("This page comes back by itself")
+    expect(page.get_by_test_id("app-error")).to_have_count(0)
+    screenshot(page, shop, "minimal-maintenance")
+
+    # The feed back, maintenance off: the kit polls it (5 s, backing off) and the page returns.
+    page.unroute("**/_gateway/status")
+    gateway_open.turn_off()
+    expect(screen).to_have_count(0, timeout=SHOWN_WITHIN_MS + 5000)
+    expect(page.get_by_test_id("products")).to_have_text("3 products", timeout=SHOWN_WITHIN_MS)

@@ -76,6 +76,7 @@ def test_cli_switch_reaches_a_running_gateway(log_dir, raw_upstream: str) -> Non
 def test_python_dash_m_works(tmp_path: Path) -> None:
     import sys
 
+    (tmp_path / "s.json").write_text('{"enabled": false, "version": 3}')
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "status"],
         env={**base_env(), "GATEWAY_STORE": f"file:{tmp_path / 's.json'}"},

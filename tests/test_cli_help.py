@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from gateway.admin.changes import CHANGE_FIELDS
+from gateway.admin.updates import UPDATE_FIELDS
 from gateway.cli.parser import FIELD_FLAGS, build_parser
 from gateway.settings import FIELDS
 from tests.support import cli
@@ -15,13 +16,24 @@ from tests.support import cli
 SETTINGS_FLAGS = [field.flag for field in FIELDS]
 EXPECTED_OPTIONS = {
     "serve": SETTINGS_FLAGS,
-    "check-config": ["--json", *SETTINGS_FLAGS],
-    "on": ["--message", "--for", "--until", "--from", "--mode", "--paths", "--reason", "--wait", "--url", "--token", "--store"],
-    "off": ["--reason", "--wait", "--url", "--token", "--store"],
-    "status": ["--json", "--url", "--token", "--store"],
-    "history": ["--limit", "--json", "--url", "--token", "--store"],
-    "init-table": ["--store"],
+    "check-config": ["--json", "--site", *SETTINGS_FLAGS],
+    "on": ["--message", "--for", "--until", "--from", "--mode", "--paths", "--label", "--replace", "--reason", "--by", "--wait", "--site", "--url", "--token", "--store"],
+    "off": ["--reason", "--by", "--wait", "--site", "--url", "--token", "--store"],
+    "update": ["--message", "--for", "--until", "--from", "--mode", "--paths", "--whole-site", "--reason", "--by", "--wait", "--site", "--url", "--token", "--store"],
+    "extend": ["--for", "--until", "--reason", "--by", "--wait", "--site", "--url", "--token", "--store"],
+    "status": ["--json", "--site", "--url", "--token", "--store"],
+    "history": ["--limit", "--json", "--site", "--url", "--token", "--store"],
+    "override": [
+        "--ttl", "--reason", "--message", "--attempts", "--timeout", "--tasks", "--ecs-cluster", "--ecs-service", "--ecs-region",
+        "--site", "--url", "--token",
+    ],
+    "init-table": ["--site", "--store"],
     "healthcheck": ["--timeout", "--host", "--port", "--admin-prefix"],
+    "ecs-task-definition": [
+        "--from", "--nginx-image", "--gateway-image", "--store", "--admin-tokens-secret", "--bypass-secret",
+        "--django-container", "--django-port", "--django-health-path", "--allowed-origins", "--cors-allow-credentials", "--cors-allow-headers",
+    ],
+    "verify": ["--url", "--token", "--tasks", "--attempts", "--max-age", "--allow-others"],
 }
 
 
@@ -64,8 +76,8 @@ def test_top_level_help_explains_exit_codes_times_and_the_way_to_the_state(tmp_p
 
 def test_the_flags_of_a_change_store_their_values_as_the_fields_of_the_request() -> None:
     """What lets a refusal that names a field (``starts_at``) name the flag typed (``--from``)."""
-    assert set(FIELD_FLAGS) <= {*CHANGE_FIELDS, "limit"}
-    typed = ["--message", "m", "--for", "1h", "--from", "+1h", "--mode", "read-only", "--paths", "/a/", "--reason", "r"]
+    assert set(FIELD_FLAGS) <= {*CHANGE_FIELDS, *UPDATE_FIELDS, "limit"}
+    typed = ["--message", "m", "--for", "1h", "--from", "+1h", "--mode", "read-only", "--paths", "/a/", "--label", "A", "--reason", "r"]
     on = vars(build_parser().parse_args(["on", *typed]))
     flag_of = {field: flag for field, flag in FIELD_FLAGS.items() if on.get(field) is not None}
     assert sorted(flag_of.values()) == sorted(typed[::2])

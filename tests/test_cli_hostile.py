@@ -32,7 +32,7 @@ def test_wait_refuses_a_gateway_that_reads_another_store(gateway: Gateway, tmp_p
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "gateways serve it now" not in result.stdout
     assert f"reads file:{gateway.state_path}; this command wrote file:{elsewhere}" in result.stderr, result.stderr
-    assert cli("off", store=gateway.state_path).returncode == 0
+    assert not gateway.store.read().enabled  # the change went to the other file only
 
 
 def test_wait_without_a_token_claims_only_the_public_fields(gateway: Gateway) -> None:
@@ -73,7 +73,10 @@ def test_extending_a_partial_window_names_what_it_drops(tmp_path: Path) -> None:
     )
     assert first.returncode == 0, first.stderr
     started = next(line for line in first.stdout.splitlines() if line.startswith("changed:")).split()[1]
-    second = cli("on", "--for", "1h", store=store)
+    # Without --replace the window in force is not replaced (see test_cli_updates).
+    refused = cli("on", "--for", "1h", store=store)
+    assert refused.returncode == 2 and "add --replace" in refused.stderr, refused.stderr
+    second = cli("on", "--for", "1h", "--replace", store=store)
     assert second.returncode == 0, second.stderr
     replaced = second.stdout[second.stdout.index("replaced the active window"):]
     assert f"window {started} .." in replaced, replaced

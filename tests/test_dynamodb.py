@@ -131,6 +131,44 @@ def test_unreachable_dynamodb_is_a_quick_store_error() -> None:
     assert time.monotonic() - started < 5
 
 
+def test_max_attempts_counts_every_attempt_and_a_write_is_tried_once() -> None:
+    """``max_attempts=2`` is two requests for a read (botocore's own "max_attempts" would make
+    it three), and a conditional write is sent once per try, never retried blindly by botocore."""
+    import http.server
+
+    requests: list[str] = []
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            requests.append(self.headers["X-Amz-Target"])
+            body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"down"}'
+            self.send_response(500)
+            self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"dynamodb://failing?key=k&region=us-east-1&endpoint_url=http://127.0.0.1:{server.server_port}&max_attempts=2"
+        store = open_store(url)
+        with pytest.raises(StoreError):
+            store.read()
+        assert requests == ["DynamoDB_20120810.GetItem"] * 2
+        requests.clear()
+        with pytest.raises(StoreError):
+            store.write(switched_on(MaintenanceState(), now=NOW(), actor="ops"), MaintenanceState())
+        # One request for the write, then the read that tells whether it landed (which fails too).
+        assert requests == ["DynamoDB_20120810.TransactWriteItems"] + ["DynamoDB_20120810.GetItem"] * 2
+    finally:
+        server.shutdown()
+
+
 def test_a_hung_dynamodb_times_out(dynamodb: DynamoDBServer) -> None:
     url = new_table(dynamodb, "hung") + "&read_timeout=0.5&max_attempts=1"
     store = open_store(url)
@@ -418,7 +456,8 @@ def test_a_deleted_item_is_followed_after_one_consistent_read_and_written_past(l
     assert (detailed["store"]["went_back"]["from"], detailed["store"]["went_back"]["to"]) == (2, 0)
     assert "gateway_store_went_back_total 1\n" in metrics
     assert log.count('"event": "state_went_back"') == 1, log
-    assert "maintenance: off" in status.stdout and "version:     0" in status.stdout
+    # The operator is told the item is gone, not "off, version 0", which a mistyped key reads as too.
+    assert status.returncode == 1 and "no such item: table went-back key prod" in status.stderr, status.stderr
     # The CLI numbers its change past the history, so the gateway takes it as new, and the
     # records of versions 1 and 2 are kept as they were.
     assert on.returncode == 0 and "version:     3" in on.stdout, on.stderr
@@ -553,3 +592,44 @@ def test_a_history_record_is_never_overwritten_by_a_reused_version(dynamodb: Dyn
     assert store._client.get_item(TableName="history-kept", Key={"pk": kept["pk"], "sk": kept["sk"]})["Item"] == kept
     # apply_change numbers the change past that record instead.
     assert change_state(store, lambda s: switched_off(s, now=time.time(), actor="ops")).version == 3
+
+
+def test_hand_made_history_keys_are_passed_over_when_numbering_a_change(dynamodb: DynamoDBServer) -> None:
+    """A key such as ``history#9-restored-from-backup`` sorts above every record: the newest
+    record is still found below it, and a change after an older state was restored goes through."""
+    store = open_store(new_table(dynamodb, "junk-keys"))
+    assert isinstance(store, DynamoDBStore)
+    first = change_state(store, lambda s: switched_on(s, now=time.time(), actor="ops"))
+    for _ in range(2):
+        change_state(store, lambda s: switched_off(s, now=time.time(), actor="ops") if s.enabled else switched_on(s, now=time.time(), actor="ops"))
+    for junk in ("history#9-restored-from-backup", "history#99", "history#9x", "history#99999999999999999"):
+        store._client.put_item(TableName="junk-keys", Item={"pk": {"S": "prod"}, "sk": {"S": junk}})
+    # The state restored from a backup taken at version 1.
+    store._client.put_item(TableName="junk-keys", Item={"pk": {"S": "prod"}, "sk": {"S": "state"}, **store._encode(first.to_item())})
+    assert store.read(consistent=True).version == 1
+    assert store.last_recorded_version() == 3
+    assert change_state(store, lambda s: switched_off(s, now=time.time(), actor="ops")).version == 4
+
+
+def test_a_version_at_its_maximum_blocks_changes_with_a_sentence_not_a_blamed_request(dynamodb: DynamoDBServer, log_dir: Path) -> None:
+    from gateway.errors import StoreBlocksChange
+    from gateway.state import MAX_VERSION
+
+    url = new_table(dynamodb, "version-max")
+    store = open_store(url)
+    assert isinstance(store, DynamoDBStore)
+    store._client.put_item(
+        TableName="version-max", Item={"pk": {"S": "prod"}, "sk": {"S": f"history#{MAX_VERSION:012d}"}, "version": {"N": str(MAX_VERSION)}}
+    )
+    with pytest.raises(StoreBlocksChange, match="the history holds version 9007199254740991"):
+        change_state(store, lambda s: switched_on(s, now=time.time(), actor="ops"))
+    refused = cli(url, "on", "--message", "x")
+    assert refused.returncode == 1 and "highest a version can be" in refused.stderr and "Traceback" not in refused.stderr
+    gateway = Gateway(log_dir, "http://127.0.0.1:9", {"GATEWAY_STORE": url}, name="gateway-version-max")
+    try:
+        answer = httpx.put(f"{gateway.url}/_gateway/maintenance", json={"message": "x"}, headers=gateway.admin_headers, timeout=10)
+        assert answer.status_code == 409 and answer.json()["error"] == "store_blocks_change"
+        assert "highest a version can be" in answer.json()["message"]
+    finally:
+        gateway.stop()
+

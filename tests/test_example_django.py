@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from datetime import datetime, timezone
 
 from tests.support import FRONT_ORIGIN, Gateway
 
@@ -82,7 +83,22 @@ def test_django_pages_show_the_maintenance_banner_from_the_gateway_notice(django
         partial = client.get("/")
         refused = client.post("/api/checkout/", json={})
     assert plain.status_code == 200 and "maintenance-banner" not in plain.text
-    assert "Scheduled read-only maintenance for /api/checkout/ from " in upcoming.text
-    assert "The site is read-only until " in read_only.text
-    assert "Part of the site is down for maintenance for /api/checkout/." in partial.text
+    assert "Scheduled read-only maintenance of <code>/api/checkout/</code> from <time datetime=" in upcoming.text
+    assert "The site is read-only until <time datetime=" in read_only.text
+    assert "Part of the site (<code>/api/checkout/</code>) is down for maintenance." in partial.text
     assert refused.status_code == 503 and refused.json()["scope"] == ["/api/checkout/"]
+
+
+def test_the_banner_carries_the_operators_message_and_dates_in_the_readers_language(django_gateway: Gateway) -> None:
+    """django-maintenance-gateway's middleware and tag in the example app, under gunicorn: the
+    notice the gateway builds (with the message) read into request.maintenance."""
+    ends = datetime(2099, 11, 26, 23, 0, tzinfo=timezone.utc).timestamp()
+    django_gateway.turn_on(mode="read-only", message="Nur lesen bis 23 Uhr <b>heute</b>\nDanke", ends_at=ends)
+    with django_gateway.client() as client:
+        english = client.get("/")
+        german = client.get("/", headers={"Accept-Language": "de"})
+    for page in (english, german):
+        assert page.status_code == 200
+        assert '<p class="maintenance-banner__message">Nur lesen bis 23 Uhr &lt;b&gt;heute&lt;/b&gt;<br>Danke</p>' in page.text
+    assert '<time datetime="2099-11-26T23:00:00Z">Nov. 26, 2099, 11 p.m. UTC</time>' in english.text
+    assert '<time datetime="2099-11-26T23:00:00Z">26. November 2099 23:00 UTC</time>' in german.text

@@ -240,6 +240,40 @@ def test_maintenance_through_the_whole_stack(stack: str, browser, front_pages) -
     assert {code for _, code in health} == {200}, health
 
 
+def test_verify_confirms_through_nginx_that_the_task_reads_the_store(running_task: Task) -> None:
+    """Issue 20.7: after a deploy, `verify` through the load balancer's way in (here nginx) shows
+    each answering task reading the store, names what is wrong, and writes nothing."""
+
+    def verify(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "maintenance-gateway"), "verify", *args], env=base_env(), capture_output=True, text=True, timeout=60,
+        )
+
+    def health() -> dict[str, Any]:
+        return httpx.get(f"{running_task.url}/_gateway/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+
+    # The fixture creates the table once the task is up: the gateway's first read found none,
+    # and the next, an interval later, finds it.
+    deadline = time.monotonic() + 10
+    while health()["store"]["status"] != "ok" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    before = health()
+    passed = verify("--url", running_task.url, "--token", TOKEN, "--attempts", "4")
+    assert passed.returncode == 0, passed.stderr
+    assert "store ok, dynamodb://" in passed.stdout and "verified: 1 task(s) read the store" in passed.stdout
+    # A service of two whose second task never answers.
+    short = verify("--url", running_task.url, "--token", TOKEN, "--attempts", "3", "--tasks", "2")
+    assert short.returncode == 1 and "1 task(s) answered in 3 requests, not the 2 of --tasks" in short.stderr, short.stderr
+    # Django itself answers, not a gateway (a task without one, the old target group).
+    django = running_task.env["gateway"]["GATEWAY_UPSTREAM_URL"]
+    bare = verify("--url", django, "--token", TOKEN, "--attempts", "2")
+    assert bare.returncode == 1 and "2 of 2 requests: HTTP 404, not a gateway's health" in bare.stderr, bare.stderr
+    refused = verify("--url", running_task.url, "--token", "not-the-token-0123456789", "--attempts", "3")
+    assert refused.returncode == 5 and "refused the token (HTTP 401)" in refused.stderr, refused.stderr
+    after = httpx.get(f"{running_task.url}/_gateway/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert after["state"] == before["state"]  # nothing written
+
+
 def test_the_task_stops_in_reverse_order_each_container_within_its_stop_timeout(running_task: Task) -> None:
     """ECS's stop: SIGTERM to nginx, then the gateway, then Django, each given its
     stopTimeout before SIGKILL. Each must exit by itself, well inside it, with status 0."""

@@ -81,11 +81,15 @@ def test_ready_needs_the_upstream(log_dir) -> None:
     gateway = Gateway(log_dir, f"http://127.0.0.1:{free_port()}", name="gateway-ready-no-upstream")
     try:
         response = httpx.get(f"{gateway.url}/_gateway/ready")
+        detailed = httpx.get(f"{gateway.url}/_gateway/ready", headers=gateway.admin_headers)
         health = httpx.get(f"{gateway.url}/_gateway/health")
     finally:
         gateway.stop()
-    assert response.status_code == 503
-    assert "cannot connect" in response.json()["problems"][0]
+    assert response.status_code == detailed.status_code == 503
+    # The public answer says why in one word; where Django is and what it said need the token.
+    assert response.json() == {"ready": False, "problems": ["upstream_unreachable"]}
+    assert "127.0.0.1" not in response.text and "connect" not in response.text
+    assert "cannot connect" in detailed.json()["details"][0]
     assert health.status_code == 200  # liveness does not depend on Django
 
 

@@ -47,7 +47,7 @@ def small_limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
             "GATEWAY_CLIENT_SEND_TIMEOUT": "1",
         }
     )
-    monkeypatch.setattr(http_protocols, "_settings", lambda: settings)
+    monkeypatch.setattr(http_protocols, "server_settings", lambda: settings)
     yield settings
     # Each test runs its own event loop: forget the sweepers of the loops that are gone.
     http_protocols._Sweeper._running.clear()

@@ -11,12 +11,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from gateway.admin.changes import next_state
+from gateway.stores import change_state, open_store
 from tests.support import ROOT, base_env, free_port, port_open
 
 SCRIPT = ROOT / "scripts" / "run-example.sh"
@@ -239,3 +241,50 @@ def test_make_run_refuses_a_port_that_is_not_a_number(tmp_path: Path, ports: dic
     output = example.output()
     assert how.rstrip("=") in output and "1..65535" in output, output
     assert "Django on" not in output
+
+
+def test_make_run_gives_the_gateway_djangos_cors_settings_and_the_app_its_banner(tmp_path: Path, ports: dict[str, int]) -> None:
+    """scripts/run-example.sh derives GATEWAY_CORS_* from Django's settings (manage.py
+    gateway_cors_env), and the example app runs django-maintenance-gateway from the venv."""
+    env = {
+        "EXAMPLE_DJANGO_PORT": str(ports["django"]),
+        "EXAMPLE_ASGI_PORT": str(ports["asgi"]),
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "GATEWAY_REFRESH_INTERVAL": "0.1",
+    }
+    example = Example(tmp_path, env, [])
+    store = open_store(f"file:{tmp_path / 'state.json'}")
+    url = f"http://127.0.0.1:{ports['gateway']}"
+
+    def served(body: dict[str, object], check: Callable[[], bool]) -> None:
+        change_state(store, lambda current: next_state(current, body, now=time.time(), actor="tests"))
+        deadline = time.monotonic() + 10
+        while not check():
+            assert time.monotonic() < deadline and example.process.poll() is None, example.output()
+            time.sleep(0.1)
+
+    try:
+        example.wait_for_line(r"Try: .*")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not port_open(ports["gateway"]) and time.monotonic() < deadline:
+            assert example.process.poll() is None, example.output()
+            time.sleep(0.1)
+        served({"mode": "read-only", "message": "Read-only for a while"}, lambda: "maintenance-banner" in httpx.get(url, timeout=10).text)
+        home = httpx.get(url, timeout=10).text
+        assert "The site is read-only" in home and "Read-only for a while" in home
+        served({"mode": "full"}, lambda: httpx.get(f"{url}/api/hello", timeout=10).status_code == 503)
+        preflight = httpx.options(
+            f"{url}/api/cart",
+            headers={
+                "Origin": "http://localhost:4200",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-client-version",
+            },
+            timeout=10,
+        )
+    finally:
+        example.stop()
+    # The gateway answers it in maintenance, allowing what Django's CORS_ALLOW_HEADERS allows.
+    assert preflight.status_code == 204, preflight.text
+    assert "x-client-version" in preflight.headers["access-control-allow-headers"]
+    assert preflight.headers["access-control-allow-credentials"] == "true"

@@ -278,7 +278,9 @@ def test_every_command_refuses_a_file_store_in_a_missing_directory(tmp_path: Pat
     assert not port_open(port)
 
 
-def test_status_of_a_new_file_store_in_an_existing_directory_is_off(tmp_path: Path) -> None:
+def test_status_of_a_new_file_store_in_an_existing_directory_says_there_is_no_such_item(tmp_path: Path) -> None:
+    # A gateway reads it as the first start (off, version 0); the operator is told it is not there,
+    # since a mistyped path reads the same.
     result = subprocess.run(
         [str(BIN / "maintenance-gateway"), "status"],
         env={**base_env(), "GATEWAY_STORE": f"file:{tmp_path / 'state.json'}"},
@@ -286,5 +288,5 @@ def test_status_of_a_new_file_store_in_an_existing_directory_is_off(tmp_path: Pa
         text=True,
         timeout=30,
     )
-    assert result.returncode == 0, result.stderr
-    assert "maintenance: off" in result.stdout and "version:     0" in result.stdout
+    assert result.returncode == 1, result.stderr
+    assert f"no such item: file {tmp_path / 'state.json'}" in result.stderr and result.stdout == ""

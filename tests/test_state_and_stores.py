@@ -212,6 +212,33 @@ def test_a_change_after_the_state_file_is_deleted_is_numbered_past_the_history(t
     assert change_state(store, lambda s: switched_off(s, now=NOW, actor="ops")).version == 10
 
 
+def test_a_huge_history_is_read_a_line_at_a_time_and_an_overlong_line_skipped(tmp_path: Path) -> None:
+    """Writers read the whole history for its highest version: what the file holds must not
+    decide what a write holds in memory (a 64 MiB line, 200,000 records)."""
+    import subprocess
+    import sys
+
+    history = tmp_path / "state.json.history"
+    with history.open("w") as handle:
+        handle.write('{"version": 7, "at": "x"}\n')
+        handle.write('{"version": 99, "pad": "' + "x" * (64 << 20) + '"}\n')  # no record is this long
+        for number in range(200_000):
+            handle.write('{"version": %d, "at": "x"}\n' % (number % 50))
+        handle.write('{"version": 8, "at": "x"}')  # a torn last line still counts when whole JSON
+    # VmHWM, the process's own peak (ru_maxrss would count this test's memory before the exec).
+    script = (
+        "import re; from gateway.stores.file import FileStore; "
+        f"store = FileStore({str(tmp_path / 'state.json')!r}); "
+        "print(store.last_recorded_version(), [r['version'] for r in store.history(3)], "
+        "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split(" ", 1)
+    assert out[0] == "49"  # the 64 MiB line (version 99) is skipped, not read whole
+    versions, peak_kib = out[1].rsplit(" ", 1)
+    assert versions == "[8, 49, 48]"
+    assert int(peak_kib) < 60 * 1024, f"peak RSS {peak_kib} KiB"
+
+
 def test_store_urls() -> None:
     assert parse_store_url("file:/var/run/state.json") == ("file", "/var/run/state.json")
     assert parse_store_url("file:///var/run/state.json") == ("file", "/var/run/state.json")
@@ -453,7 +480,9 @@ def test_a_deleted_state_file_is_followed_shown_and_written_past(log_dir: Path, 
         detailed = gateway.health()
         public = httpx.get(f"{gateway.url}/_gateway/health").json()
         metrics = gateway.metrics()
-        assert "maintenance: off" in (status := cli("status", store=gateway.state_path).stdout) and "version:     0" in status
+        # The CLI says the file is not there rather than "off, version 0", which a mistyped path reads as too.
+        status = cli("status", store=gateway.state_path)
+        assert status.returncode == 1 and f"no such item: file {gateway.state_path}" in status.stderr, status.stderr
         # The operator's next change is numbered past the history (3, not 1), and served.
         on = cli("on", "--message", "after the deletion", store=gateway.state_path)
         assert on.returncode == 0 and "version:     3" in on.stdout, on.stderr

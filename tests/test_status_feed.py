@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import CORS_ENV, FRONT_ORIGIN, OTHER_ORIGIN, PARSERS, Gateway, gateway_for_parser
 
-FEED_KEYS = {"maintenance", "mode", "scope", "message", "starts_at", "ends_at", "upcoming", "retry_after"}
+FEED_KEYS = {"maintenance", "mode", "scope", "label", "message", "starts_at", "ends_at", "upcoming", "retry_after", "bypassed"}
 ANGULAR_ACCEPT = "application/json, text/plain, */*"
 
 
@@ -29,11 +29,13 @@ def test_without_maintenance_the_feed_says_so_and_nothing_else(raw_gateway: Gate
         "maintenance": False,
         "mode": "full",
         "scope": None,
+        "label": None,
         "message": None,
         "starts_at": None,
         "ends_at": None,
         "upcoming": False,
         "retry_after": None,
+        "bypassed": False,
     }
     # Compact JSON: the body a thousand tabs fetch is as small as it can be.
     assert b" " not in response.content
@@ -86,18 +88,21 @@ def test_the_feed_needs_no_token_and_reads_like_the_503_from_another_origin(raw_
 def test_an_upcoming_window_is_announced_with_what_it_will_be(raw_gateway: Gateway) -> None:
     now = time.time()
     state = raw_gateway.turn_on(
-        message="Checkout pauses tonight", mode="read-only", starts_at=now + 3600, ends_at=now + 7200, scope=("/api/checkout",)
+        message="Checkout pauses tonight", mode="read-only", starts_at=now + 3600, ends_at=now + 7200, scope=("/api/checkout",),
+        label="Checkout",
     )
     status = feed(raw_gateway).json()
     assert status == {
         "maintenance": False,
         "mode": "read-only",
         "scope": ["/api/checkout/"],
+        "label": "Checkout",
         "message": "Checkout pauses tonight",
         "starts_at": state.to_item()["starts_at"],
         "ends_at": state.to_item()["ends_at"],
         "upcoming": True,
         "retry_after": None,
+        "bypassed": False,
     }
 
 
@@ -165,6 +170,7 @@ def test_an_ended_window_reads_as_no_maintenance(raw_gateway: Gateway) -> None:
         "maintenance": False,
         "mode": "full",
         "upcoming": False,
+        "bypassed": False,
     }
 
 
@@ -213,3 +219,105 @@ def test_304_head_and_get_share_one_keep_alive_connection_with_both_parsers(pars
     assert ok.startswith(b"HTTP/1.1 200")
     assert json.loads(body)["maintenance"] is False
     assert b"access-control-allow-origin: " + FRONT_ORIGIN.encode() in ok.lower()
+
+
+# -- staff let through, and the scope's name for customers
+
+BYPASS_SECRET = "feed-bypass-secret-0123456789"
+BYPASS_LIMIT = 3
+BYPASS_NETWORK = "198.51.100.0/24"
+_feed_clients = iter(range(1, 250))
+
+
+def feed_client() -> str:
+    """An address of its own for each check (a fresh failure budget), sent as X-Forwarded-For."""
+    return f"192.0.2.{next(_feed_clients)}"
+
+
+@pytest.fixture(scope="module")
+def bypass_gateway(log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
+    server = Gateway(
+        log_dir,
+        raw_upstream,
+        {
+            **CORS_ENV,
+            "GATEWAY_BYPASS_SECRET": BYPASS_SECRET,
+            "GATEWAY_BYPASS_IPS": BYPASS_NETWORK,
+            "GATEWAY_ADMIN_FAILURE_LIMIT": str(BYPASS_LIMIT),
+        },
+        name="gateway-feed-bypass",
+    )
+    yield server
+    server.stop()
+
+
+def bypass_cookie(gateway: Gateway, client: str) -> str:
+    """The signed cookie the bypass form hands a browser, as its Cookie header sends it back."""
+    login = httpx.post(f"{gateway.url}/_gateway/bypass", json={"secret": BYPASS_SECRET}, headers={"x-forwarded-for": client}, timeout=5)
+    assert login.status_code == 200, login.text
+    assert "httponly" in login.headers["set-cookie"].lower()
+    return login.headers["set-cookie"].split(";", 1)[0]
+
+
+def test_a_bypass_cookie_gets_an_answer_of_its_own_saying_bypassed(bypass_gateway: Gateway) -> None:
+    client = feed_client()
+    cookie = bypass_cookie(bypass_gateway, client)
+    bypass_gateway.turn_on(message="Upgrading", ends_at=time.time() + 600)
+    try:
+        staff = feed(bypass_gateway, Origin=FRONT_ORIGIN, Cookie=f"sessionid=x; {cookie}", **{"X-Forwarded-For": client})
+        public = feed(bypass_gateway, Origin=FRONT_ORIGIN, Cookie="sessionid=x", **{"X-Forwarded-For": client})
+        assert staff.json() == public.json() | {"bypassed": True}
+        assert public.json()["bypassed"] is False and public.json()["maintenance"] is True
+        # For that browser alone: never stored, no validator; the public answer stays cacheable.
+        assert staff.headers["cache-control"] == "private, no-store" and "etag" not in staff.headers
+        assert public.headers["cache-control"] == "public, max-age=1" and "etag" in public.headers
+        assert staff.headers["vary"] == public.headers["vary"] == "Origin, Cookie, X-Maintenance-Bypass"
+        # Fetched with credentials from the app's origin: the origin echoed, credentials allowed.
+        assert staff.headers["access-control-allow-origin"] == FRONT_ORIGIN
+        assert staff.headers["access-control-allow-credentials"] == "true"
+        assert "set-cookie" not in staff.headers
+        # The header lets a script through as the cookie does, and so does a bypass address.
+        header = feed(bypass_gateway, **{"X-Maintenance-Bypass": BYPASS_SECRET, "X-Forwarded-For": feed_client()})
+        assert header.json()["bypassed"] is True and header.headers["cache-control"] == "private, no-store"
+        office = feed(bypass_gateway, **{"X-Forwarded-For": "198.51.100.7"})
+        assert office.json()["bypassed"] is True and office.headers["cache-control"] == "private, no-store"
+        # The same requests pass maintenance: the feed says what requests get.
+        assert httpx.get(f"{bypass_gateway.url}/echo", headers={"Cookie": cookie, "X-Forwarded-For": client}, timeout=5).status_code == 200
+    finally:
+        bypass_gateway.turn_off()
+    # Outside maintenance there is nothing to pass: the public answer for everyone.
+    after = feed(bypass_gateway, Cookie=cookie, **{"X-Forwarded-For": client})
+    assert after.json()["bypassed"] is False and after.headers["cache-control"] == "public, max-age=1"
+
+
+def test_a_refused_bypass_cookie_is_expired_and_counted_and_the_feed_is_no_way_round_the_limit(bypass_gateway: Gateway) -> None:
+    client = feed_client()
+    bypass_gateway.turn_on(message="Upgrading")
+    try:
+        forged = feed(bypass_gateway, Cookie="maintenance_bypass=9999999999.forged", **{"X-Forwarded-For": client})
+        assert forged.json()["bypassed"] is False
+        assert forged.headers["cache-control"] == "private, no-store"
+        assert "max-age=0" in forged.headers["set-cookie"].lower()
+        guesser = feed_client()
+        for attempt in range(BYPASS_LIMIT):
+            wrong = feed(bypass_gateway, **{"X-Maintenance-Bypass": f"guess-{attempt:020d}", "X-Forwarded-For": guesser})
+            assert wrong.json()["bypassed"] is False
+        # Over the failure limit, the right secret no longer helps: not here, not on any path.
+        locked = feed(bypass_gateway, **{"X-Maintenance-Bypass": BYPASS_SECRET, "X-Forwarded-For": guesser})
+        assert locked.json()["bypassed"] is False
+        assert httpx.get(f"{bypass_gateway.url}/echo", headers={"X-Maintenance-Bypass": BYPASS_SECRET, "X-Forwarded-For": guesser}, timeout=5).status_code == 503
+    finally:
+        bypass_gateway.turn_off()
+
+
+def test_a_labelled_scope_is_named_in_the_feed_and_the_503(raw_gateway: Gateway) -> None:
+    raw_gateway.turn_on(scope=("/echo/checkout/",), label="Checkout", message="Checkout is being upgraded")
+    status = feed(raw_gateway).json()
+    refused = httpx.get(f"{raw_gateway.url}/echo/checkout/pay", headers={"Accept": ANGULAR_ACCEPT}, timeout=5).json()
+    assert status["label"] == refused["label"] == "Checkout"
+    assert status["scope"] == refused["scope"] == ["/echo/checkout/"]
+    # A label names a scope: without one the whole site is down, and nothing is named.
+    raw_gateway.turn_on(label="Checkout", message="All down")
+    assert feed(raw_gateway).json()["label"] is None
+    assert "label" not in httpx.get(f"{raw_gateway.url}/echo", timeout=5).json()
+    assert raw_gateway.turn_off().label == ""

@@ -262,6 +262,96 @@ def test_invalid_utf8_is_one_warning_line_not_a_traceback(ws_gateway: Gateway) -
     assert len(lines) == 1 and "WARNING" in lines[0], logged
 
 
+def _status_feed_waits(gateway: Gateway, during: threading.Thread) -> float:
+    """The longest the public status feed took to answer while ``during`` ran (seconds)."""
+    import httpx
+
+    worst = 0.0
+    during.start()
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        while during.is_alive():
+            started = time.monotonic()
+            client.get("/_gateway/status")
+            worst = max(worst, time.monotonic() - started)
+            time.sleep(0.05)
+    return worst
+
+
+def test_a_flood_of_empty_messages_holds_one_message_and_shares_the_loop(ws_gateway: Gateway) -> None:
+    """Empty binary messages (6 bytes each) to a Django that reads nothing: one message is
+    parsed ahead at most, the rest waits unparsed in the socket, and other clients are served."""
+
+    def flood() -> None:
+        raw = handshake(ws_gateway.port, "/silent")
+        send_for(raw, (frame(BINARY) * 10_000 for _ in range(200)), 10)  # 12 MB of empty messages
+        raw.close()
+
+    grown = rss_growth_during(ws_gateway, threading.Thread(target=flood))
+    assert grown < 8 * 1024, f"the gateway grew by {grown} KiB"
+
+    def echo_flood() -> None:
+        raw = handshake(ws_gateway.port, "/echo", rcvbuf=1 << 20)
+        reader = threading.Thread(target=read_frames, args=(raw, 6), daemon=True)
+        reader.start()
+        send_for(raw, (frame(BINARY) * 10_000 for _ in range(50)), 5)  # echoed: the loop is busy
+        reader.join()
+        raw.close()
+
+    worst = _status_feed_waits(ws_gateway, threading.Thread(target=echo_flood))
+    assert worst < 1.0, f"the status feed waited {worst:.2f} s behind one socket's flood"
+
+
+def test_compressed_messages_are_inflated_one_at_a_time(log_dir: Path, ws_upstream: str) -> None:
+    """permessage-deflate: 1,039 bytes inflate to a megabyte; a read of 240 of them is not 240 MB."""
+    import zlib
+
+    gateway = Gateway(log_dir, ws_upstream, {"GATEWAY_WEBSOCKET_PER_MESSAGE_DEFLATE": "true"}, name="gateway-ws-deflate")
+    try:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -12)
+        bomb = compressor.compress(b"\0" * 1_048_000) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        assert bomb.endswith(b"\x00\x00\xff\xff")
+        payload = bomb[:-4]  # RFC 7692 7.2.1: the sync flush's tail is left off
+        compressed = bytearray(frame(BINARY, payload))
+        compressed[0] |= 0x40  # RSV1: this message is compressed
+
+        def bombs() -> None:
+            raw = handshake(gateway.port, "/silent", extra=b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n")
+            send_for(raw, (bytes(compressed) * 40 for _ in range(6)), 10)
+            time.sleep(1)
+            raw.close()
+
+        grown = rss_growth_during(gateway, threading.Thread(target=bombs))
+        assert grown < 16 * 1024, f"the gateway grew by {grown} KiB"
+    finally:
+        gateway.stop()
+
+
+def test_a_pause_between_fragments_is_bounded_whatever_came_before(ws_gateway: Gateway) -> None:
+    # 100 kB would buy 200 s at the minimum rate; a pause longer than the body timeout (1 s) ends it.
+    raw = handshake(ws_gateway.port)
+    started = time.monotonic()
+    raw.sendall(frame(BINARY, b"z" * 100_000, fin=False))
+    frames = read_frames(raw, 5)
+    raw.close()
+    closes = [payload for opcode, payload in frames if opcode == CLOSE]
+    assert closes and struct.unpack("!H", closes[0][:2])[0] == 1008
+    assert time.monotonic() - started < 4
+
+
+def test_a_handshake_too_large_for_djangos_server_is_refused_at_once(ws_gateway: Gateway) -> None:
+    """126 header lines pass the gateway's own parser, but with the X-Forwarded-* lines it adds
+    they would pass the 128 Django's server takes: refused now, not a 504 a minute later."""
+    raw = socket.create_connection(("127.0.0.1", ws_gateway.port))
+    raw.settimeout(5)
+    started = time.monotonic()
+    lines = b"".join(b"X-Filler-%d: x\r\n" % n for n in range(120))
+    raw.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + KEY_HEADERS + lines + b"\r\n")
+    answer = raw.recv(65536)
+    raw.close()
+    assert answer.split(b"\r\n", 1)[0] in (b"HTTP/1.1 400 Bad Request", b"HTTP/1.1 400 ")
+    assert time.monotonic() - started < 3
+
+
 # -- 3. handshakes the WebSocket parser refuses ----------------------------------------------------
 
 

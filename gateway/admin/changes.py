@@ -9,7 +9,10 @@ import unicodedata
 from typing import Any
 
 from gateway.errors import RequestError, StateError
+from gateway.admin.windows import window_in_force_refusal
 from gateway.state import (
+    MAX_ACTOR_LENGTH,
+    MAX_LABEL_LENGTH,
     MAX_MESSAGE_LENGTH,
     MAX_REASON_LENGTH,
     MAX_VERSION,
@@ -23,9 +26,12 @@ from gateway.state import (
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_DURATION_SECONDS = 366 * 86400
-CHANGE_FIELDS = ("enabled", "mode", "message", "starts_at", "ends_at", "duration_seconds", "reason", "scope")
+CHANGE_FIELDS = ("enabled", "mode", "message", "starts_at", "ends_at", "duration_seconds", "reason", "scope", "label", "replace", "by")
 # What turning maintenance off takes; the other fields describe a window and mean nothing then.
-OFF_FIELDS = ("enabled", "reason")
+OFF_FIELDS = ("enabled", "reason", "by")
+# ``by``: who the operator says they are (``--by NAME``), recorded beside who wrote the change
+# (``user@host``, the token's name), never instead of it; short, so that both fit ``updated_by``.
+MAX_OPERATOR_LENGTH = 100
 # A window shorter than this would end as it is written (times are kept to the millisecond).
 MIN_DURATION_SECONDS = 1
 # The history records one read returns: the admin API's ``limit`` and the CLI's ``--limit``.
@@ -42,7 +48,7 @@ def field_problem(field: str, message: str) -> str:
     return message.removeprefix(f"{field}: ")
 
 
-def parse_json_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
+def parse_json_body(raw: bytes, content_type: str | None, fields: tuple[str, ...] = CHANGE_FIELDS) -> dict[str, Any]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json":
         raise RequestError(415, "unsupported_media_type", "send the body as application/json")
@@ -52,9 +58,9 @@ def parse_json_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
         raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RequestError(400, "invalid_json", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(CHANGE_FIELDS))
+    unknown = sorted(set(body) - set(fields))
     if unknown:
-        raise RequestError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected some of {', '.join(CHANGE_FIELDS)}", unknown[0])
+        raise RequestError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected some of {', '.join(fields)}", unknown[0])
     return body
 
 
@@ -99,14 +105,34 @@ def _time(body: dict[str, Any], field: str) -> float | None:
         raise invalid(field, exc.reason) from None
 
 
-def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, actor: str) -> MaintenanceState:
+def with_operator(actor: str, by: str) -> str:
+    """``updated_by`` for a change ``actor`` wrote for the operator ``by`` (``--by``): ``by / actor``,
+    cut in ``by`` rather than in ``actor`` when both do not fit."""
+    if not by:
+        return actor
+    room = MAX_ACTOR_LENGTH - len(actor) - len(" / ")
+    return f"{by[:room]} / {actor}" if room > 0 else actor
+
+
+def next_state(
+    current: MaintenanceState, body: dict[str, Any], *, now: float, actor: str, counted_from: float | None = None
+) -> MaintenanceState:
     """The state a PUT asks for, built on ``current`` (its version + 1); ``current`` itself when
     the request asks for what is already stored (an off while off, or an on that would store
-    the same state but for who, when and the version), so a repeated command writes nothing."""
+    the same state but for who, when and the version), so a repeated command writes nothing.
+
+    ``"replace": false`` (the CLI's ``on`` without ``--replace``) refuses, with a 409, a window
+    that would replace the one in force with other times or another scope (``windows``).
+    ``counted_from``: the moment ``duration_seconds`` counts from (default: ``starts_at``, else
+    now), for an update that keeps a start already past (``updates``)."""
     enabled = body.get("enabled", True)
     if not isinstance(enabled, bool):
         raise invalid("enabled", "expected true or false")
     reason = _text(body, "reason", MAX_REASON_LENGTH)
+    actor = with_operator(actor, _text(body, "by", MAX_OPERATOR_LENGTH).strip())
+    replace = body.get("replace", True)
+    if not isinstance(replace, bool):
+        raise invalid("replace", "expected true or false")
     if not enabled:
         # Refused rather than dropped: a message sent with "enabled": false would be lost unseen.
         ignored = [field for field in CHANGE_FIELDS if field not in OFF_FIELDS and body.get(field) is not None]
@@ -123,6 +149,8 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
     except StateError as exc:
         raise invalid("mode", exc.reason) from None
     message = _text(body, "message", MAX_MESSAGE_LENGTH, multiline=True)
+    # What customers call the scope ("Checkout"), so front ends never show them the paths: one line.
+    label = _text(body, "label", MAX_LABEL_LENGTH).strip()
     try:
         scope = parse_scope(body.get("scope"))
     except StateError as exc:
@@ -138,7 +166,7 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
         # Compared before any float arithmetic: an integer of thousands of digits has no float.
         if (isinstance(duration, float) and not math.isfinite(duration)) or not MIN_DURATION_SECONDS <= duration <= MAX_DURATION_SECONDS:
             raise invalid("duration_seconds", f"must be between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS} seconds")
-        ends_at = (starts_at if starts_at is not None else now) + duration
+        ends_at = (counted_from if counted_from is not None else starts_at if starts_at is not None else now) + duration
     # switched_on and the state itself refuse an end in the past or before the start.
     try:
         wanted = switched_on(
@@ -151,10 +179,16 @@ def next_state(current: MaintenanceState, body: dict[str, Any], *, now: float, a
             ends_at=ends_at,
             reason=reason,
             scope=scope,
+            label=label,
         )
     except StateError as exc:
         raise invalid(exc.field, exc.reason) from None
-    return current if same_state(current, wanted) else wanted
+    if same_state(current, wanted):
+        return current
+    refusal = None if replace else window_in_force_refusal(current, wanted, now)
+    if refusal is not None:
+        raise RequestError(409, "window_in_force", refusal)
+    return wanted
 
 
 def same_state(stored: MaintenanceState, wanted: MaintenanceState) -> bool:

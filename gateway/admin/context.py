@@ -13,6 +13,7 @@ from gateway.errors import UpstreamError
 from gateway.failure_limit import FailureLimiter
 from gateway.forwarding import TrustedPeers
 from gateway.metrics import Metrics
+from gateway.override import Serving
 from gateway.state import MaintenanceState
 from gateway.upstream import UpstreamPool
 
@@ -22,7 +23,9 @@ class StateReadings(Protocol):
     read only, so a change goes through ``change_state`` (the store, the audit line) or not at all."""
 
     @property
-    def state(self) -> MaintenanceState: ...
+    def state(self) -> MaintenanceState: ...  # what requests are served
+    @property
+    def stored(self) -> MaintenanceState: ...  # what the store holds (see refresher.StateHolder)
     @property
     def loaded(self) -> bool: ...
     @property
@@ -74,6 +77,8 @@ class AdminContext:
     # None when a connection to the upstream opens, else why not.
     probe_upstream: Callable[[], Awaitable[str | None]]
     read_history: Callable[[int], Awaitable[list[dict[str, Any]]]]
+    # The override and GATEWAY_MAX_WINDOW (``override``); None: no /override routes (a test's context).
+    serving: Serving | None = None
 
 
 def upstream_probe(pool: UpstreamPool) -> Callable[[], Awaitable[str | None]]:

@@ -29,11 +29,13 @@ from gateway.admin.auth import TokenAuth
 from gateway.admin.bypass_login import BypassLogin
 from gateway.admin.changes import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, next_state, parse_if_match, parse_json_body, whole_number
 from gateway.admin.context import AdminContext, StateReadings
+from gateway.admin.override_routes import override_details, override_gauges, override_routes
 from gateway.admin.state_changes import ChangeOutcome
-from gateway.errors import ConflictError, RequestError, StoreError
+from gateway.admin.updates import UPDATE_FIELDS, updated_state
+from gateway.errors import ConflictError, RequestError, StoreBlocksChange, StoreError
 from gateway.http import NO_STORE_FIELDS
 from gateway.metrics import render as render_metrics
-from gateway.state import MAX_REASON_LENGTH, safe_text
+from gateway.state import MAX_REASON_LENGTH, MaintenanceState, safe_text
 
 # Readiness answers are reused this long: a flood of /ready calls opens at most one connection to Django a second.
 READY_PROBE_CACHE_SECONDS = 1.0
@@ -55,11 +57,15 @@ def public_health_payload(holder: StateReadings) -> dict[str, Any]:
 def health_payload(context: AdminContext) -> dict[str, Any]:
     """The details for operators (an admin token): the state, the store, this process."""
     holder = context.holder
+    # First: an override past its TTL is dropped here, before anything below reads what is served.
+    served = override_details(context.serving, holder) if context.serving is not None else {}
     now = time.time()
-    state = holder.state
+    # As stored (what `on --wait` compares); what is served, and why, is in "served".
+    state = holder.stored
     age = holder.age()
     return {
         **public_health_payload(holder),
+        **served,
         "state": state.describe(now) if holder.loaded else None,
         "store": {
             "kind": context.store_description,
@@ -112,7 +118,10 @@ class AdminAPI:
             raise RequestError(404, "not_found", "the admin API is off (GATEWAY_ADMIN_TOKENS is empty)")
         client = self.client_ip(request)
         check_failure_limit(self.limiter, client)
-        name = self.auth.identify(request.headers.get("authorization"))
+        presented = request.headers.getlist("authorization")
+        # Two Authorization fields (RFC 9110 11.6.2 allows one) are refused, not one of them
+        # picked: a proxy in front may have judged the other.
+        name = self.auth.identify(presented[0]) if len(presented) == 1 else None
         if name is None:
             self.limiter.record_failure(client)
             error = RequestError(401, "unauthorized", "send Authorization: Bearer <admin token>")
@@ -124,17 +133,24 @@ class AdminAPI:
         return self.auth.enabled and "authorization" in request.headers
 
     def state_response(self) -> JSONResponse:
-        state = self.context.holder.state
-        return SafeJSONResponse(state.describe(time.time()), headers={**NO_STORE_FIELDS, "etag": f'"{state.version}"'})
+        """The stored state (its version the ETag), and what this process serves of it."""
+        holder = self.context.holder
+        state = holder.stored
+        answer = state.describe(time.time())
+        if self.context.serving is not None:
+            answer.update(override_details(self.context.serving, holder))
+        return SafeJSONResponse(answer, headers={**NO_STORE_FIELDS, "etag": f'"{state.version}"'})
 
     def change_response(self, outcome: ChangeOutcome) -> JSONResponse:
-        """The state the change left (as GET describes it), whether it wrote anything, and the
-        window it replaced, if any: a repeated command tells the operator it did nothing."""
+        """The state the change left (as GET describes it), whether it wrote anything, the
+        window it replaced, if any, and the state it was built on (``previous``, so a client can
+        say field by field what was kept): a repeated command tells the operator it did nothing."""
         now = time.time()
         state = outcome.new
         answer = state.describe(now)
         answer["changed"] = outcome.changed
         answer["replaced"] = outcome.replaced.describe(now) if outcome.replaced is not None else None
+        answer["previous"] = outcome.old.describe(now) if outcome.old is not None else None
         return SafeJSONResponse(answer, headers={**NO_STORE_FIELDS, "etag": f'"{state.version}"'})
 
     async def get_maintenance(self, request: Request) -> Response:
@@ -146,15 +162,27 @@ class AdminAPI:
         body = parse_json_body(await read_body(request, self.body_timeout), request.headers.get("content-type"))
         return await self._change(request, body, name, client)
 
+    async def patch_maintenance(self, request: Request) -> Response:
+        """Only the fields sent change; the others are kept (``updates``)."""
+        name, client = self.authorize(request)
+        body = parse_json_body(await read_body(request, self.body_timeout), request.headers.get("content-type"), UPDATE_FIELDS)
+        return await self._change(request, body, name, client, build=updated_state)
+
     async def delete_maintenance(self, request: Request) -> Response:
         name, client = self.authorize(request)
         reason = request.query_params.get("reason", "")[:MAX_REASON_LENGTH]
-        return await self._change(request, {"enabled": False, "reason": reason}, name, client)
+        body = {"enabled": False, "reason": reason}
+        if "by" in request.query_params:
+            body["by"] = request.query_params["by"]
+        return await self._change(request, body, name, client)
 
-    async def _change(self, request: Request, body: dict[str, Any], name: str, client: str) -> Response:
+    async def _change(
+        self, request: Request, body: dict[str, Any], name: str, client: str, build: Callable[..., MaintenanceState] = next_state
+    ) -> Response:
         expected = parse_if_match(request.headers.get("if-match"))
         outcome = await self.context.change_state(
-            lambda current: next_state(current, body, now=time.time(), actor=f"{name} via admin API"),
+            # The token's name is who wrote it; a "by" in the body is recorded beside it (never instead).
+            lambda current: build(current, body, now=time.time(), actor=f"{name} via admin API"),
             expected=expected,
             token_name=name,
             client=client,
@@ -190,16 +218,25 @@ def build_admin_app(context: AdminContext) -> Starlette:
         return SafeJSONResponse(health_payload(context), headers=NO_STORE_FIELDS)
 
     async def ready(request: Request) -> JSONResponse:
-        problems = []
-        if not holder.loaded and context.fail_closed:
-            problems.append("the maintenance state has not been read yet (fail-closed)")
+        # As health: without credentials only ready or not and a word for each reason; Django's
+        # address, the error it gave and the store are details for an admin token.
+        detailed = api.has_credentials(request)
+        if detailed:
+            api.authorize(request)
+        problems: dict[str, str] = {}
+        # An override decides what is served whether or not the store was read.
+        if not holder.loaded and context.fail_closed and not (context.serving is not None and context.serving.current()):
+            problems["state_unread"] = "the maintenance state has not been read yet (fail-closed)"
         upstream_error = await probe.problem()
         if upstream_error:
-            problems.append(upstream_error)
-        payload = {"ready": not problems, "problems": problems, "store": holder.store_status()}
+            problems["upstream_unreachable"] = upstream_error
+        payload: dict[str, Any] = {"ready": not problems, "problems": list(problems)}
+        if detailed:
+            payload.update(details=list(problems.values()), store=holder.store_status())
         return SafeJSONResponse(payload, status_code=503 if problems else 200, headers=NO_STORE_FIELDS)
 
     def gauges() -> dict[str, float | None]:
+        overridden = override_gauges(context.serving, holder)  # first, as in health_payload
         now = time.time()
         state = holder.state
         active = state.active(now)
@@ -210,6 +247,7 @@ def build_admin_app(context: AdminContext) -> Starlette:
             "gateway_state_version": float(state.version),
             "gateway_state_age_seconds": holder.age(),
             "gateway_store_stale": float(holder.failures > 0),
+            **overridden,
             **context.gauges(),
         }
 
@@ -225,6 +263,9 @@ def build_admin_app(context: AdminContext) -> Starlette:
     async def store_failed(request: Request, exc: Exception) -> Response:
         if isinstance(exc, ConflictError):
             error = RequestError(412, "version_conflict", f"the state changed meanwhile (now version {exc.actual}); read it and retry")
+        elif isinstance(exc, StoreBlocksChange):
+            # Not an outage, and not the request's fault: what the store holds, said as it is.
+            error = RequestError(409, "store_blocks_change", str(exc))
         else:
             error = RequestError(503, "store_unavailable", "the store cannot be reached; the state was not changed")
         return error_response(error)
@@ -247,11 +288,13 @@ def build_admin_app(context: AdminContext) -> Starlette:
             Route("/maintenance", api.get_maintenance, methods=["GET", "HEAD"]),
             Route("/maintenance", api.put_maintenance, methods=["PUT"]),
             Route("/maintenance", api.delete_maintenance, methods=["DELETE"]),
+            Route("/maintenance", api.patch_maintenance, methods=["PATCH"]),
             Route("/maintenance/history", api.get_history, methods=["GET"]),
             Route("/bypass", bypass.form, methods=["GET"]),
             Route("/bypass", bypass.login, methods=["POST"]),
             Route("/bypass", bypass.logout, methods=["DELETE"]),
             Route("/openapi.json", api.openapi_document, methods=["GET"]),
+            *(override_routes(context.serving, holder, api.authorize, context.body_timeout) if context.serving is not None else ()),
             # /status (the public feed, polled by every open tab) is answered by the gateway
             # before these routes, in raw ASGI: it is not one of them.
         ],

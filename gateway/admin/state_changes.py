@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.admin.changes import replaced_window
@@ -39,13 +39,17 @@ def written_at(state: MaintenanceState) -> float:
 
 
 def apply_operator_change(
-    store: Store, build: Callable[[MaintenanceState], MaintenanceState], expected: int | None = None, floor: int = 0
+    store: Store,
+    build: Callable[[MaintenanceState], MaintenanceState],
+    expected: int | None = None,
+    floor: int = 0,
+    record: Mapping[str, str] | None = None,
 ) -> ChangeOutcome:
     """Write the state ``build`` makes of the stored one, conditionally (``expected``: the
     version the operator saw, or None), and say what the write did. ``floor``: a version the
-    new one must pass (see ``apply_change``). Blocking: off the event loop in the gateway,
-    straight on the store in the CLI."""
-    old, new = apply_change(store, build, expected, floor)
+    new one must pass (see ``apply_change``); ``record``: fields the history record adds.
+    Blocking: off the event loop in the gateway, straight on the store in the CLI."""
+    old, new = apply_change(store, build, expected, floor, record)
     if new is old:
         return ChangeOutcome(old, new)
     # Judged at the write's own time: a window that was upcoming then was still on when replaced.

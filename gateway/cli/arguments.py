@@ -53,7 +53,14 @@ def parse_moment(text: str) -> float:
         if not later <= MAX_TIME:  # also infinity; format_time could not write it
             raise argparse.ArgumentTypeError(f"{ascii(text[:64])} ends after 9999-12-31T23:59:59Z")
         return later
-    return _checked(lambda: parse_time("time", text), "expected an ISO-8601 time with a zone or +DURATION")
+    try:
+        return _checked(lambda: parse_time("time", text), "expected an ISO-8601 time with a zone or +DURATION")
+    except argparse.ArgumentTypeError:
+        typed = text.strip()
+        if _seconds(typed.lower()) is None:
+            raise
+        # "--from 15m": a duration without its "+", which reads as a time that is not one.
+        raise argparse.ArgumentTypeError(f"{ascii(typed[:64])} is a duration, not a time; for {typed[:64]} from now write +{typed[:64]}") from None
 
 
 def parse_paths(text: str) -> tuple[str, ...]:
@@ -115,6 +122,42 @@ def parse_url(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def duration_text(seconds: float) -> str:
+    """``30 s``, ``30m (1800 s)``, ``1h30m (5400 s)``: a duration as --for reads it, and in seconds."""
+    whole = int(seconds)
+    if whole < 60 or whole != seconds:
+        return f"{seconds_text(seconds)} s"
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    written = "".join(f"{value}{unit}" for value, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if value)
+    return f"{written} ({whole} s)"
+
+
 def seconds_text(seconds: float) -> str:
     """``1.5``, ``2``, ``30``: a number of seconds as an operator would write it."""
     return f"{seconds:g}"
+
+
+def parse_bounded_duration(high: float) -> Callable[[str], float]:
+    """A duration (see ``parse_duration``) of at most ``high`` seconds: override's --ttl and --timeout."""
+
+    def parse(text: str) -> float:
+        seconds = parse_duration(text)
+        if seconds > high:
+            raise argparse.ArgumentTypeError(f"at most {duration_text(high)}, not {ascii(text[:64])}")
+        return seconds
+
+    return parse
+
+
+def parse_count(high: int) -> Callable[[str], int]:
+    """A whole number from 1 to ``high``: override's --tasks and --attempts."""
+
+    def parse(text: str) -> int:
+        value = whole_number(text.strip(), high)
+        if not value:  # None (not a whole number, or past the maximum) or 0
+            raise argparse.ArgumentTypeError(f"expected 1..{high}, not {ascii(text[:64])}")
+        return value
+
+    return parse

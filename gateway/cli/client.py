@@ -40,6 +40,8 @@ def clean_token(text: str) -> str:
 
 # What every state the admin API sends holds.
 _STATE_KEYS = ("version", "enabled", "mode")
+# What every answer of /override holds: the override (or null) and the process that answered.
+_OVERRIDE_KEYS = ("override", "instance")
 _ADDRESS_HINT = "give the gateway's address, e.g. http://host:8080"
 # What the socket layer says of a connection is safe to show; a protocol error may quote a header.
 _SAFE_TO_SHOW = (httpx.TimeoutException, httpx.NetworkError)
@@ -106,6 +108,17 @@ class AdminClient:
 
     def set(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("PUT", "/maintenance", _STATE_KEYS, json=body)
+
+    def update(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Only the fields of ``body`` change; the gateway keeps the others (``update``, ``extend``)."""
+        return self._request("PATCH", "/maintenance", _STATE_KEYS, json=body)
+
+    def override_set(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One PUT of the override, on a connection of its own: the task that answers holds it."""
+        return self._request("PUT", "/override", _OVERRIDE_KEYS, json=body)
+
+    def override_clear(self) -> dict[str, Any]:
+        return self._request("DELETE", "/override", _OVERRIDE_KEYS)
 
     def history(self, limit: int) -> list[dict[str, Any]]:
         changes = self._request("GET", "/maintenance/history", ("changes",), params={"limit": limit}).get("changes", [])

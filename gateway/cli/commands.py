@@ -16,7 +16,11 @@ from typing import Any
 
 from gateway.admin.changes import field_problem, next_state
 from gateway.admin.state_changes import ChangeOutcome, apply_operator_change, written_at
-from gateway.cli.client import AdminClient, admin_base_url, clean_token
+from gateway.admin.updates import updated_state
+from gateway.cli.changed_fields import describe_fields
+from gateway.cli.edits import UNKNOWN_CALLER, caller_record, extend_body, update_body, with_by
+from gateway.cli.client import AdminClient
+from gateway.cli.override import override_everywhere, served_fields, served_lines
 from gateway.cli.output import describe_replaced, describe_state, describe_unchanged, history_line, shown
 from gateway.cli.parser import (
     EXIT_AUTH,
@@ -29,14 +33,26 @@ from gateway.cli.parser import (
     EXIT_USAGE,
     EXIT_WRITTEN_NOT_WAITED,
     FIELD_FLAGS,
-    build_parser,
-    joined_negative_values,
+    parse_command_line,
     settings_overrides,
 )
-from gateway.cli.arguments import seconds_text
+from gateway.cli.arguments import duration_text, seconds_text
+from gateway.cli.targets import (
+    Target,
+    choose,
+    gateway_target,
+    item_exists,
+    item_name,
+    on_the_state,
+    refuse_the_default_store,
+    say,
+    say_store,
+    store_target,
+)
+from gateway.cli import taskdef, verify
 from gateway.cli.waiting import confirmation, wait_until_served
 from gateway.errors import AdminError, ConfigError, ConflictError, GatewayError, GatewayUnreachable, RequestError, StateError, StoreError
-from gateway.settings import ADMIN_TOKEN_VARIABLE, ADMIN_URL_VARIABLE, FIELDS, Settings, load_settings
+from gateway.settings import FIELDS, Settings, load_settings
 from gateway.state import MaintenanceState, format_time, safe_text
 from gateway.stores import open_store
 
@@ -81,67 +97,56 @@ def healthcheck_url(overrides: dict[str, str]) -> str:
     return f"{local_admin_url(values['host'], values['port'], values['admin_prefix'])}/health"
 
 
-def remote(args: argparse.Namespace) -> AdminClient | None:
-    """The admin client when --url (or GATEWAY_ADMIN_URL) is given to a command that takes it,
-    else None (the store directly)."""
-    if "url" not in vars(args):
-        return None
-    url = args.url
-    if url is None and os.environ.get(ADMIN_URL_VARIABLE):
-        try:
-            url = admin_base_url(os.environ[ADMIN_URL_VARIABLE])
-        except ValueError as exc:
-            raise ConfigError(ADMIN_URL_VARIABLE, os.environ[ADMIN_URL_VARIABLE], str(exc)) from None
-    if not url:
-        return None
-    token = admin_token(args)
-    if not token:
-        # argparse's own kind of error: a command line that cannot work as typed.
-        raise argparse.ArgumentError(None, f"--url needs --token (or {ADMIN_TOKEN_VARIABLE})")
-    return AdminClient(url, token)
-
-
-def admin_token(args: argparse.Namespace) -> str | None:
-    """--token, else GATEWAY_ADMIN_TOKEN."""
-    if args.token:
-        return str(args.token)  # cleaned by its type, parse_token
-    try:
-        return clean_token(os.environ.get(ADMIN_TOKEN_VARIABLE, "")) or None
-    except ValueError as exc:
-        # A usage error as a bad --token is; the value is never shown.
-        raise argparse.ArgumentError(None, f"{ADMIN_TOKEN_VARIABLE}: {exc}") from None
-
-
-def change_through(client: AdminClient, body: dict[str, object]) -> ChangeOutcome:
-    answer = client.set(body)
+def change_through(client: AdminClient, body: dict[str, object], patch: bool = False) -> ChangeOutcome:
+    answer = client.update(body) if patch else client.set(body)
     new = MaintenanceState.from_item(answer)
     replaced = answer.get("replaced")
+    # The state the change was built on, when the gateway says (``previous``); an older one does not.
+    previous = answer.get("previous")
     return ChangeOutcome(
-        # A gateway's answer says what it wrote, not what was there before.
-        new if answer.get("changed") is False else None,
+        new if answer.get("changed") is False else MaintenanceState.from_description(previous) if isinstance(previous, dict) else None,
         new,
         MaintenanceState.from_item(replaced) if isinstance(replaced, dict) else None,
     )
 
 
-def change_in_store(settings: Settings, body: dict[str, object]) -> ChangeOutcome:
-    """The change ``body`` asks for, built by ``next_state`` as the admin API builds it, written to the store."""
-    return apply_operator_change(open_store(settings.store), lambda current: next_state(current, body, now=time.time(), actor=actor()))
+def change_in_store(settings: Settings, body: dict[str, object], patch: bool = False) -> ChangeOutcome:
+    """The change ``body`` asks for, built by ``next_state`` (``updated_state`` for a patch) as the
+    admin API builds it, written to the store; with the AWS caller identity in its history record
+    when the store is DynamoDB (asked once; "unknown", and said so, when it cannot be had)."""
+    store = open_store(settings.store)
+    record, unknown = caller_record(store)
+    if unknown is not None:
+        print(
+            f"maintenance-gateway: warning: the AWS caller identity could not be read ({shown(unknown)}); "
+            f"the history records aws_caller \"{UNKNOWN_CALLER}\"",
+            file=sys.stderr,
+        )
+    build = updated_state if patch else next_state
+    return apply_operator_change(store, lambda current: build(current, body, now=time.time(), actor=actor()), record=record)
 
 
-def make_change(settings: Settings, args: argparse.Namespace, client: AdminClient | None, body: dict[str, object]) -> int:
-    """``on`` and ``off``: one body, sent to a gateway or written to the store; then, with --wait,
-    wait until the gateways serve it."""
-    # The token --wait will use is checked before anything is written.
-    token = admin_token(args) if args.wait is not None else None
-    change = change_through(client, body) if client is not None else change_in_store(settings, body)
+def make_change(
+    settings: Settings, args: argparse.Namespace, client: AdminClient | None, body: dict[str, object], patch: bool = False
+) -> int:
+    """``on``, ``off``, ``update`` and ``extend`` (``patch``: only the fields of ``body`` change):
+    one body, sent to a gateway or written to the store; what it kept and changed, field by field;
+    then, with --wait, wait until the gateways serve it."""
+    # The gateway --wait asks and its token were checked before anything is written (targets.choose).
+    target: Target = args.target
+    change = change_through(client, body, patch) if client is not None else change_in_store(settings, body, patch)
     state = change.new
     follow = seconds_text(settings.refresh_interval)
     if not change.changed:
         print(describe_unchanged(state))
     else:
         print(describe_state(state, time.time()))
-        if change.replaced is not None:
+        if vars(args).get("duration_seconds") is not None:
+            # Said in seconds too: `--for 30` is 30 s, not 30 minutes.
+            print(f"for:         {duration_text(args.duration_seconds)}")
+        if change.old is not None:
+            print(describe_fields(change.old, state, written_at(state)))
+        if change.replaced is not None and not patch:
             # What the window was when the change replaced it: active or upcoming.
             print(describe_replaced(change.replaced, change.replaced.status(written_at(state)), state))
         if client is not None:
@@ -151,7 +156,7 @@ def make_change(settings: Settings, args: argparse.Namespace, client: AdminClien
     if args.wait is None:
         return EXIT_OK
     # Also when nothing changed: the change asked for before may not be served yet.
-    watched = client if client is not None else AdminClient(local_gateway_url(settings), token)
+    watched = client if client is not None else AdminClient(target.url or local_gateway_url(settings), target.token)
     # A change this command wrote itself is served only by gateways that read the same store.
     wrote_to = None if client is not None else open_store(settings.store).description
     try:
@@ -168,6 +173,8 @@ def make_change(settings: Settings, args: argparse.Namespace, client: AdminClien
 
 
 def cmd_on(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
+    if client is None and not item_exists(open_store(settings.store)):
+        say(f"no such item yet: this change creates {item_name(args.named_target)}")
     # The one shape of "turn on", checked by the same ``next_state`` whether it goes to a
     # gateway or straight to the store.
     return make_change(
@@ -184,12 +191,30 @@ def cmd_on(settings: Settings, args: argparse.Namespace, client: AdminClient | N
             "duration_seconds": args.duration_seconds,
             "reason": safe_text(args.reason),
             "scope": list(args.scope) if args.scope else None,
+            # Sent only when given: a gateway older than the field refuses it.
+            **({"label": safe_text(args.label)} if args.label else {}),
+            # An active or upcoming window with other times or paths is refused without
+            # --replace; with it the field is left out, a plain PUT, as older gateways take it.
+            **({} if args.replace else {"replace": False}),
+            **with_by({}, args),
         },
     )
 
 
 def cmd_off(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
-    return make_change(settings, args, client, {"enabled": False, "reason": safe_text(args.reason)})
+    if client is None and not item_exists(open_store(settings.store)):
+        # A mistyped key or path reads as "off" too: saying "already off" would hide it.
+        say(f"no such item: {item_name(args.named_target)}; nothing written (gateways reading it serve no maintenance): check the store")
+        return EXIT_FAILURE
+    return make_change(settings, args, client, with_by({"enabled": False, "reason": safe_text(args.reason)}, args))
+
+
+def cmd_update(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
+    return make_change(settings, args, client, update_body(args), patch=True)
+
+
+def cmd_extend(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
+    return make_change(settings, args, client, extend_body(args), patch=True)
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
@@ -210,9 +235,30 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace, client: Admin
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
-    state = MaintenanceState.from_description(client.status()) if client is not None else open_store(settings.store).read()
+    served: dict[str, Any] = {}  # through a gateway: what it serves of the state, and why
+    if client is not None:
+        answer = client.status()
+        state = MaintenanceState.from_description(answer)
+        served = served_fields(answer)
+        target = args.named_target
+    else:
+        store = open_store(settings.store)
+        state = store.read()
+        # A store never written reads as off, version 0, as does a mistyped key: told apart here.
+        if state.version == 0 and not item_exists(store):
+            say(f"no such item: {item_name(args.named_target)} (never written, or deleted): check the store, or `on` creates it")
+            return EXIT_FAILURE
+        target = store_target(store, settings.store, args.target)
     now = time.time()
-    print(json.dumps(state.describe(now), indent=2) if args.json else describe_state(state, now))
+    if args.json:
+        print(json.dumps({**state.describe(now), **served, "target": target}, indent=2))
+    else:
+        print("\n".join([describe_state(state, now), *served_lines(served)]))
+    return EXIT_OK
+
+
+def cmd_override(settings: Settings, args: argparse.Namespace, client: AdminClient | None) -> int:
+    override_everywhere(args, client)
     return EXIT_OK
 
 
@@ -261,10 +307,17 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace, AdminClient | None],
     "check-config": cmd_check_config,
     "on": cmd_on,
     "off": cmd_off,
+    "update": cmd_update,
+    "extend": cmd_extend,
     "status": cmd_status,
     "history": cmd_history,
     "init-table": cmd_init_table,
+    "override": cmd_override,
 }
+
+# Commands for deploying the gateway on ECS, which read no GATEWAY_* settings (cli/taskdef.py, cli/verify.py).
+DEPLOY_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"ecs-task-definition": taskdef.run, "verify": verify.run}
+
 
 def in_flags(field: object, message: str, args: argparse.Namespace) -> str:
     """A refusal naming ``field`` (``field: problem``, as ``invalid`` writes it) as the operator
@@ -272,7 +325,14 @@ def in_flags(field: object, message: str, args: argparse.Namespace) -> str:
     if not isinstance(field, str) or field not in FIELD_FLAGS:
         return message
     flag = FIELD_FLAGS[field]
-    if field == "ends_at" and vars(args).get("ends_at") is None and vars(args).get("duration_seconds") is not None:
+    duration, starts = vars(args).get("duration_seconds"), vars(args).get("starts_at")
+    if field == "ends_at" and vars(args).get("ends_at") is None and duration is not None:
+        if starts is not None and starts + duration <= time.time():
+            # The end counted from a start in the past: the start is what to change.
+            return (
+                f"--from: {format_time(starts)} is in the past, and --for {duration_text(duration)} from it ends in the past too; "
+                "give a later --from, or leave it out to start now"
+            )
         flag = FIELD_FLAGS["duration_seconds"]  # the end counted from --from (or now)
     return f"{flag}: {field_problem(field, message)}"
 
@@ -286,7 +346,7 @@ _FAILURES: tuple[tuple[type[GatewayError], int, str], ...] = (
     (StoreError, EXIT_FAILURE, "store error: {}"),
     (GatewayUnreachable, EXIT_UNREACHABLE, "{}"),
 )
-_ADMIN_EXITS = {412: EXIT_CONFLICT, 400: EXIT_USAGE, 413: EXIT_USAGE, 415: EXIT_USAGE, 401: EXIT_AUTH, 403: EXIT_AUTH, 429: EXIT_AUTH}
+_ADMIN_EXITS = {412: EXIT_CONFLICT, 400: EXIT_USAGE, 409: EXIT_USAGE, 413: EXIT_USAGE, 415: EXIT_USAGE, 401: EXIT_AUTH, 403: EXIT_AUTH, 429: EXIT_AUTH}
 
 
 def failure(exc: GatewayError, args: argparse.Namespace) -> tuple[str, int]:
@@ -312,15 +372,25 @@ _STORE_OF_ANOTHER_GATEWAY = "memory:"
 
 
 def run(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(joined_negative_values(argv))
+    args = parse_command_line(argv)
     try:
         overrides = settings_overrides(args)
         if args.command == "healthcheck":
             return healthcheck(healthcheck_url(overrides), args.timeout)
-        client = remote(args)
+        if args.command in DEPLOY_COMMANDS:
+            # No site, store or settings: what they need is on their own command line.
+            return DEPLOY_COMMANDS[args.command](args)
+        # The site, the store or the gateway, and the token: flags, then variables, then the site.
+        target = args.target = choose(args, overrides)
+        client = target.client
         if client is not None:
             overrides["store"] = _STORE_OF_ANOTHER_GATEWAY
-        return COMMANDS[args.command](load_settings(overrides=overrides), args, client)
+        refuse_the_default_store(args, target)
+        settings = load_settings(env=target.environment, overrides=overrides)
+        if on_the_state(args):
+            # Named before anything is read or written: a wrong site shows before it is changed.
+            args.named_target = gateway_target(client, target) if client is not None else say_store(open_store(settings.store), settings.store, target)
+        return COMMANDS[args.command](settings, args, client)
     except argparse.ArgumentError as exc:
         print(f"maintenance-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE

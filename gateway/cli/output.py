@@ -33,6 +33,8 @@ def describe_state(state: MaintenanceState, now: float) -> str:
     if state.enabled:
         if state.scope is not None:
             lines.append(f"paths:       {shown(', '.join(state.scope))} (only these)")
+        if state.label:
+            lines.append(f"label:       {shown(state.label)} (what customers are told is down)")
         if state.starts_at is not None:
             lines.append(f"starts at:   {format_time(state.starts_at)}")
         if state.ends_at is not None:
@@ -83,7 +85,10 @@ def history_line(record: dict[str, Any]) -> str:
     if new.get("enabled") and (new.get("starts_at") or new.get("ends_at")):
         window = f" [{new.get('starts_at') or 'now'} .. {new.get('ends_at') or 'open-ended'}]"
     reason = f": {record['reason']}" if record.get("reason") else ""
-    return shown(f"v{record.get('version')}  {record.get('at')}  {record.get('by') or 'unknown'}  {change}{window}{reason}")
+    # The AWS identity a CLI wrote a DynamoDB store with, when the record holds it.
+    caller = f" [aws: {record['aws_caller']}]" if isinstance(record.get("aws_caller"), str) else ""
+    by = f"{record.get('by') or 'unknown'}{caller}"
+    return shown(f"v{record.get('version')}  {record.get('at')}  {by}  {change}{window}{reason}")
 
 
 def _onoff(item: dict[str, object]) -> str:

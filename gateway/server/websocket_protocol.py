@@ -19,10 +19,17 @@ And it bounds what one client can make a socket hold, where uvicorn's protocol d
   mark, only the latest ping is owed a pong (RFC 6455 5.5.3), sent when the client reads
   again; a socket whose unsent bytes still pass ``MAX_UNSENT_MARGIN`` beyond the largest
   message is dropped; a socket in its closing handshake answers no pings at all;
+- the client's bytes reach the WebSocket parser one frame at a time, and no further than
+  one whole message the relay has not taken yet: uvicorn hands it a whole read (256 KiB),
+  parsed at once, so a read of empty messages queued 43,000 of them, and one of
+  compressed frames inflated a megabyte each. What is held instead is the unparsed rest of
+  one read, with reading paused; the next message is parsed on the loop's next turn, so a
+  flood from one socket cannot hold the event loop;
 - a fragmented message is gathered in one buffer (uvicorn keeps one bytes object per
   fragment: 1-byte fragments cost some 40 times the message), each frame counts its
   header against the message limit (so empty fragments count), and an unfinished message
-  must end as a request body must: within ``GATEWAY_CLIENT_BODY_TIMEOUT``, plus its bytes at
+  must end as a request body must: no pause between two frames longer than
+  ``GATEWAY_CLIENT_BODY_TIMEOUT``, and all of it within that timeout plus its bytes at
   ``GATEWAY_CLIENT_BODY_MIN_RATE``; otherwise the socket is closed with 1008;
 - a text message that is not UTF-8 is closed with 1007 and one warning line, not a traceback.
 """
@@ -118,17 +125,81 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
         self.fragments = bytearray()
         self.fragments_cost = 0
         self.fragments_since = 0.0
+        self.fragments_last = 0.0
         self.fragments_timer: asyncio.TimerHandle | None = None
         self.pong_owed: bytes | None = None  # the latest ping's pong, while the client does not read
+        # Bytes read from the client and not yet given to the parser (from ``held_at`` on), and
+        # what is still to come of the frame the parser was last given the start of.
+        self.held = b""
+        self.held_at = 0
+        self.frame_left = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Messages the relay writes in one pass of the loop leave in one system call.
         super().connection_made(cast(asyncio.Transport, BatchingTransport(cast(asyncio.Transport, transport), self.loop)))
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if not self.handshake_initiated and self.conn.handshake_exc is not None and not self.transport.is_closing():
-            self._refuse_handshake(self.conn.handshake_exc)
+        if not self.handshake_initiated:
+            # The handshake's request, handed over whole by the HTTP protocol.
+            super().data_received(data)
+            if not self.handshake_initiated and self.conn.handshake_exc is not None and not self.transport.is_closing():
+                self._refuse_handshake(self.conn.handshake_exc)
+            return
+        self.held = self.held[self.held_at :] + data if self.held else data
+        self.held_at = 0
+        if not self.handshake_complete:
+            # Frames sent before the gateway has answered the handshake (Django is still
+            # answering its own): kept unparsed until it is accepted, and no more read till then.
+            self.transport.pause_reading()
+            return
+        self._feed()
+
+    def _feed(self) -> None:
+        """Give the parser the held bytes a frame at a time, until they run out or a whole
+        message waits for the relay (``read_paused``, set when a message is queued)."""
+        data, at = self.held, self.held_at
+        end = len(data)
+        while at < end and not self.read_paused and not self.transport.is_closing():
+            if self.frame_left:
+                take = min(self.frame_left, end - at)
+            else:
+                length = _frame_length(data, at)
+                if length is None:
+                    break  # the rest of a frame header is on its way: kept until it is whole
+                take = min(length, end - at)
+                self.frame_left = length
+            self.frame_left -= take
+            self.conn.receive_data(data[at : at + take])
+            at += take
+            if self.conn.parser_exc is not None:
+                self.held, self.held_at = b"", 0
+                self.handle_parser_exception()
+                return
+            self.handle_events()
+        if at >= end:
+            self.held, self.held_at = b"", 0
+        else:
+            self.held_at = at
+
+    def _feed_held(self) -> None:
+        """Parse what was held back, then read again unless a message waits again."""
+        if self.transport.is_closing():
+            return
+        self._feed()
+        if not self.read_paused:
+            self.transport.resume_reading()
+
+    async def receive(self) -> Any:
+        message = await self.queue.get()
+        if self.read_paused and self.queue.empty():
+            self.read_paused = False
+            if self.held:
+                # The next message is already read: parsed on the loop's next turn, one message
+                # a turn, so that a socket flooding small messages shares the loop with the rest.
+                self.loop.call_soon(self._feed_held)
+            else:
+                self.transport.resume_reading()
+        return message
 
     def _refuse_handshake(self, error: Exception) -> None:
         """A handshake the HTTP parser took and ``websockets``' own parser did not: a 400 and
@@ -198,12 +269,13 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
         # One buffer for the whole message: its size is the message's, whatever the fragments.
         self.fragments = bytearray(event.data)
         self.fragments_cost = len(event.data) + CLIENT_FRAME_HEADER_BYTES
-        self.fragments_since = self.loop.time()
+        self.fragments_since = self.fragments_last = self.loop.time()
         self._arm_message_deadline()
 
     def handle_cont(self, event: Frame) -> None:
         self.fragments += event.data
         self.fragments_cost += len(event.data) + CLIENT_FRAME_HEADER_BYTES
+        self.fragments_last = self.loop.time()
         if event.fin:
             data = bytes(self.fragments)
             self._end_fragments()
@@ -220,10 +292,12 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
             self.fragments_timer = None
 
     def _message_deadline(self) -> float:
+        """When the unfinished message is too late: a pause between two frames longer than the
+        body timeout, or the whole slower than the timeout plus its bytes at the minimum rate."""
         allowed = self.message_timeout
         if self.message_min_rate:
             allowed += self.fragments_cost / self.message_min_rate
-        return self.fragments_since + allowed
+        return min(self.fragments_since + allowed, self.fragments_last + self.message_timeout)
 
     def _arm_message_deadline(self) -> None:
         self.fragments_timer = self.loop.call_at(self._message_deadline(), self._message_deadline_passed)
@@ -236,6 +310,7 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
             # The gateway itself is not reading (the message before this one is still on its
             # way to Django): not the client's delay. It gets the whole timeout again.
             self.fragments_since += self.message_timeout
+            self.fragments_last = self.loop.time()
         if self.read_paused or self.loop.time() < self._message_deadline():
             self._arm_message_deadline()
             return
@@ -293,14 +368,22 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
 
     def send(self, message: Any) -> Coroutine[Any, Any, None]:
-        # No extra coroutine for every relayed message: only a close and the end of a refusal
-        # need the steps below.
+        # No extra coroutine for every relayed message: only an accept, a close and the end of
+        # a refusal need the steps below.
         kind = message["type"]
         if kind == "websocket.close":
             return self._send_close(message)
         if kind == "websocket.http.response.body":
             return self._send_refusal_body(message)
+        if kind == "websocket.accept":
+            return self._send_accept(message)
         return super().send(message)
+
+    async def _send_accept(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete and not self.transport.is_closing():
+            # Reading stopped at the first frame that came before this answer (data_received).
+            self.loop.call_soon(self._feed_held)
 
     async def _send_refusal_body(self, message: Any) -> None:
         await super().send(message)
@@ -340,6 +423,7 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._end_fragments()
+        self.held, self.held_at = b"", 0
         if self.handshake_complete and not self.disconnected and not self.close_sent and self.conn.close_rcvd is None:
             # Gone without a close frame: RFC 6455 7.1.5 calls that 1006. uvicorn reports 1005
             # (which means "a close frame without a code"), and the relay would tell Django
@@ -349,3 +433,27 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None and CLIENT_LOST in scope:
             scope[CLIENT_LOST]()
+
+
+def _frame_length(data: bytes, at: int) -> int | None:
+    """The length of the client frame that starts at ``data[at]`` (RFC 6455 5.2: header, mask
+    key and payload), or None while its header is not all there."""
+    available = len(data) - at
+    if available < 2:
+        return None
+    second = data[at + 1]
+    length = second & 0x7F
+    header = 2
+    if length == 126:
+        if available < 4:
+            return None
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        header = 4
+    elif length == 127:
+        if available < 10:
+            return None
+        length = int.from_bytes(data[at + 2 : at + 10], "big")
+        header = 10
+    if second & 0x80:
+        header += 4  # the mask key (a client frame without one is the parser's to refuse)
+    return header + length

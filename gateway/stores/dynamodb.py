@@ -17,13 +17,15 @@ nowhere else.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.errors import ConflictError, StateError, StoreError
-from gateway.state import MAX_VERSION, MaintenanceState
+from gateway.errors import ConflictError, StateError, StoreBlocksChange, StoreError
+from gateway.state import MAX_ACTOR_LENGTH, MAX_VERSION, MaintenanceState, safe_text
 from gateway.stores.base import expected_version, history_record
 
 STATE_SORT_KEY = "state"
@@ -36,6 +38,14 @@ _NEW_RECORD = "attribute_not_exists(sk)"
 # version past 10^12): the range a Query in version order reads, leaving out hand-made keys.
 _FIRST_RECORD = f"{HISTORY_PREFIX}0"
 _LAST_RECORD = HISTORY_PREFIX + "9" * len(str(MAX_VERSION))
+_RECORD_DIGITS = 12
+# Hand-made keys passed over before giving up (a page of keys is a few KiB).
+_RECORD_KEYS_PER_PAGE = 50
+_MAX_RECORD_KEY_PAGES = 20
+# What a history record may hold beside the fields every store writes (see ``history_record``).
+_RECORD_EXTRAS = ("aws_caller",)
+# The AWS identity is asked for with at most these timeouts, and once: it must not hold up a write.
+MAX_IDENTITY_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,35 @@ class DynamoDBLocation:
         return cls(table=table, **options)
 
 
+def chosen_region(location: DynamoDBLocation) -> str | None:
+    """The region named for the store: the URL's ``region=``, else ``AWS_REGION`` (which ECS sets
+    and the AWS CLI reads, but botocore does not); None leaves it to boto3's own chain
+    (``AWS_DEFAULT_REGION``, the profile's ``region`` in ~/.aws/config)."""
+    return location.region or os.environ.get("AWS_REGION", "").strip() or None
+
+
+NO_REGION = (
+    "no AWS region: add region=REGION to the URL (dynamodb://TABLE?key=KEY&region=eu-west-1), "
+    "or set AWS_REGION or AWS_DEFAULT_REGION"
+)
+
+
+def require_region(location: DynamoDBLocation) -> None:
+    """ValueError (naming ``region``) when no region is named for the store and boto3 would find
+    none either: botocore would raise NoRegionError at the first read, as a traceback."""
+    if chosen_region(location) or os.environ.get("AWS_DEFAULT_REGION", "").strip():
+        return
+    import botocore.session
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        region = botocore.session.Session().get_config_variable("region")
+    except BotoCoreError as exc:  # AWS_PROFILE naming a profile that is not there
+        raise ValueError(f"no AWS region in the URL, and the AWS configuration cannot be read ({exc})") from None
+    if not region:
+        raise ValueError(NO_REGION)
+
+
 def _plain(value: Any) -> Any:
     """DynamoDB numbers arrive as Decimal; the state wants int."""
     if isinstance(value, Decimal):
@@ -94,8 +133,13 @@ class DynamoDBStore:
     def __init__(self, location: DynamoDBLocation, client: Any = None, write_client: Any = None) -> None:
         self.location = location
         self.description = f"dynamodb://{location.table}?key={location.key}"
+        # The session the clients were made with, so the caller identity is asked with their credentials.
+        self._session: Any = None
         if client is None or write_client is None:
-            client, write_client = self._clients(location)
+            import boto3
+
+            self._session = boto3.session.Session(region_name=chosen_region(location))
+            client, write_client = self._clients(location, self._session)
         self._client = client
         self._write_client = write_client
         from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -104,20 +148,20 @@ class DynamoDBStore:
         self._serialize = TypeSerializer().serialize
 
     @staticmethod
-    def _clients(location: DynamoDBLocation) -> tuple[Any, Any]:
+    def _clients(location: DynamoDBLocation, session: Any) -> tuple[Any, Any]:
         # One session and two clients per process, made once: creating a client costs tens of ms.
-        import boto3
         from botocore.config import Config
 
-        session = boto3.session.Session()
         common = {
             "connect_timeout": location.connect_timeout,
             "read_timeout": location.read_timeout,
             "max_pool_connections": 4,
         }
-        reads = Config(retries={"mode": "standard", "max_attempts": location.max_attempts}, **common)
+        # total_max_attempts counts every attempt, the first included; botocore's "max_attempts"
+        # counts the retries after it (so 1 there would be two attempts).
+        reads = Config(retries={"mode": "standard", "total_max_attempts": location.max_attempts}, **common)
         # Writes are conditional: a blind retry after a timeout could conflict with itself.
-        writes = Config(retries={"mode": "standard", "max_attempts": 1}, **common)
+        writes = Config(retries={"mode": "standard", "total_max_attempts": 1}, **common)
         kwargs = {"region_name": location.region, "endpoint_url": location.endpoint_url}
         return session.client("dynamodb", config=reads, **kwargs), session.client("dynamodb", config=writes, **kwargs)
 
@@ -144,6 +188,26 @@ class DynamoDBStore:
     def _decode(self, item: dict[str, Any]) -> dict[str, Any]:
         return {name: _plain(self._deserialize(value)) for name, value in item.items()}
 
+    @property
+    def region(self) -> str | None:
+        """The region the store's clients use (their own, whichever way it was chosen)."""
+        meta = getattr(self._client, "meta", None)
+        region = getattr(meta, "region_name", None)
+        return region if isinstance(region, str) else self.location.region
+
+    def exists(self) -> bool:
+        """Whether the state item is there: a store never written, like a mistyped key, reads as
+        off, version 0. One strongly consistent GetItem of the key alone."""
+        response = self._call(
+            self._client,
+            "get_item",
+            TableName=self.location.table,
+            Key=self._key(STATE_SORT_KEY),
+            ConsistentRead=True,
+            ProjectionExpression="pk",
+        )
+        return response.get("Item") is not None
+
     # -- the Store protocol
 
     def read(self, consistent: bool = False) -> MaintenanceState:
@@ -163,12 +227,14 @@ class DynamoDBStore:
         except StateError as exc:
             raise StoreError(f"DynamoDB item {self.location.key!r} in {self.location.table}: {exc}") from exc
 
-    def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
+    def write(
+        self, state: MaintenanceState, previous: MaintenanceState | None = None, record: Mapping[str, str] | None = None
+    ) -> MaintenanceState:
         expected = expected_version(state, previous)
         for attempt in (1, 2):
             record_exists = False
             try:
-                self._transact(state, expected, previous)
+                self._transact(state, expected, previous, record)
                 return state
             except _ConditionFailed as failed:
                 # A newer version, a history record of this version already there, or a
@@ -186,14 +252,17 @@ class DynamoDBStore:
             if record_exists:
                 # apply_change numbers a change past the history, so only a record written by
                 # hand (or out of key order) can be in the way; it is kept, and nothing changes.
-                raise StoreError(
-                    f"DynamoDB {self.location.table} already holds the history record of version {state.version}; nothing was changed"
+                raise StoreBlocksChange(
+                    f"DynamoDB {self.location.table} already holds the history record of version {state.version}, "
+                    f"under a key out of version order (written by hand?); remove or rename it; nothing was changed"
                 )
         raise StoreError(f"DynamoDB write to {self.location.table} did not go through twice; nothing was changed")
 
-    def _transact(self, state: MaintenanceState, expected: int, previous: MaintenanceState | None) -> None:
+    def _transact(
+        self, state: MaintenanceState, expected: int, previous: MaintenanceState | None, extra: Mapping[str, str] | None
+    ) -> None:
         item = {name: value for name, value in state.to_item().items() if value is not None}
-        record = history_record(previous, state)
+        record = history_record(previous, state, extra)
         record = {
             **record,
             "old": json.dumps(record["old"]),
@@ -245,32 +314,74 @@ class DynamoDBStore:
                     "reason": record.get("reason", ""),
                     "old": json.loads(record["old"]) if record.get("old") else None,
                     "new": json.loads(record["new"]) if record.get("new") else None,
+                    **{name: record[name] for name in _RECORD_EXTRAS if isinstance(record.get(name), str)},
                 }
             )
         return records
 
     def last_recorded_version(self) -> int:
         # The newest record by sort key, read strongly consistent as the state is for a write: a
-        # record written a moment ago by another writer must count.
-        response = self._call(
-            self._client,
-            "query",
-            TableName=self.location.table,
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
-            ExpressionAttributeValues={
+        # record written a moment ago by another writer must count. Keys that are not a
+        # record's (``history#9-restored``, written by hand) sort among them and are passed over.
+        query: dict[str, Any] = {
+            "TableName": self.location.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :last",
+            "ExpressionAttributeValues": {
                 ":pk": {"S": self.location.key},
                 ":first": {"S": _FIRST_RECORD},
                 ":last": {"S": _LAST_RECORD},
             },
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
+            "ProjectionExpression": "sk",
+            "ScanIndexForward": False,
+            "Limit": _RECORD_KEYS_PER_PAGE,
+            "ConsistentRead": True,
+        }
+        for _ in range(_MAX_RECORD_KEY_PAGES):
+            response = self._call(self._client, "query", **query)
+            for raw in response.get("Items", []):
+                suffix = raw.get("sk", {}).get("S", "").removeprefix(HISTORY_PREFIX)
+                # The gateway's own keys: the version in 12 digits or more (the first such key down
+                # is the newest; more digits than 12 only a hand-made version past 10^12 has).
+                if len(suffix) >= _RECORD_DIGITS and suffix.isascii() and suffix.isdigit() and int(suffix) <= MAX_VERSION:
+                    return int(suffix)
+            if "LastEvaluatedKey" not in response:
+                return 0
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        raise StoreBlocksChange(
+            f"DynamoDB {self.location.table} holds more than {_RECORD_KEYS_PER_PAGE * _MAX_RECORD_KEY_PAGES} "
+            f"history keys of item {self.location.key!r} that are not the gateway's (written by hand?); nothing was changed"
         )
-        for raw in response.get("Items", []):
-            suffix = raw.get("sk", {}).get("S", "").removeprefix(HISTORY_PREFIX)
-            if suffix.isascii() and suffix.isdigit() and int(suffix) <= MAX_VERSION:
-                return int(suffix)
-        return 0
+
+    def caller_identity(self) -> str:
+        """The ARN of the AWS identity this store's credentials belong to (STS GetCallerIdentity),
+        for the history of a change the CLI writes: asked once, with the store's session, region and
+        endpoint, short timeouts and no retry. StoreError says why when it cannot be had."""
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        location = self.location
+        config = Config(
+            connect_timeout=min(location.connect_timeout, MAX_IDENTITY_TIMEOUT),
+            read_timeout=min(location.read_timeout, MAX_IDENTITY_TIMEOUT),
+            # total_max_attempts: botocore's "max_attempts" counts the retries, not the attempts.
+            retries={"mode": "standard", "total_max_attempts": 1},
+        )
+        session = self._session if self._session is not None else boto3.session.Session()
+        try:
+            client = session.client("sts", config=config, region_name=location.region, endpoint_url=location.endpoint_url)
+            try:
+                arn = client.get_caller_identity().get("Arn")
+            finally:
+                client.close()
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise StoreError(f"STS GetCallerIdentity: {error.get('Code', 'Unknown')}: {error.get('Message', '')}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"STS GetCallerIdentity: {exc}") from exc
+        if not isinstance(arn, str) or not arn:
+            raise StoreError("STS GetCallerIdentity answered without an Arn")
+        return safe_text(arn)[:MAX_ACTOR_LENGTH]
 
     def create_table(self, wait: bool = True) -> bool:
         """Create the table (on-demand billing); False when it already exists with the right keys."""

@@ -16,6 +16,7 @@ import os
 import stat
 import tempfile
 from collections import deque
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from gateway.state import MAX_VERSION, MaintenanceState
 from gateway.stores.base import expected_version, history_record
 
 MAX_FILE_SIZE = 64 * 1024
+# Longer than any record the gateway writes (two states of at most a few KiB each, in JSON
+# with every character escaped); a longer line was not written by it and is skipped.
+MAX_RECORD_LENGTH = 256 * 1024
 
 
 def open_regular(path: Path, flags: int) -> int:
@@ -117,7 +121,9 @@ class FileStore:
         except StateError as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
 
-    def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
+    def write(
+        self, state: MaintenanceState, previous: MaintenanceState | None = None, record: Mapping[str, str] | None = None
+    ) -> MaintenanceState:
         target = self._target()
         try:
             with os.fdopen(open_regular(Path(f"{target}.lock"), os.O_RDWR | os.O_CREAT | os.O_APPEND), "a+b") as lock:
@@ -130,7 +136,7 @@ class FileStore:
                     if current.version != expected:
                         raise ConflictError(expected, current.version)
                     self._replace(state, target)
-                    history.write(json.dumps(history_record(previous, state)) + "\n")
+                    history.write(json.dumps(history_record(previous, state, record)) + "\n")
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not self.path.parent.exists():
                 raise StoreError(self._missing_directory("write")) from exc
@@ -165,31 +171,48 @@ class FileStore:
         return self._records(limit)
 
     def last_recorded_version(self) -> int:
-        # Every record, not the last line: a history restored or edited by hand need not be in order.
-        versions = (record.get("version") for record in self._records(None))
-        return max((v for v in versions if type(v) is int and 0 <= v <= MAX_VERSION), default=0)
+        # Every record, not the last line: a history restored or edited by hand need not be in
+        # order. Read a line at a time: the history grows with every change, and whatever its
+        # size, a write holds one record in memory.
+        highest = 0
+        for line in self._history_lines():
+            record = _record(line)
+            version = record.get("version") if record is not None else None
+            if type(version) is int and highest < version <= MAX_VERSION:
+                highest = version
+        return highest
 
-    def _records(self, limit: int | None) -> list[dict[str, Any]]:
-        """The last ``limit`` records of the history (all of them for None), newest first."""
+    def _records(self, limit: int) -> list[dict[str, Any]]:
+        """The last ``limit`` records of the history, newest first."""
+        lines = deque(self._history_lines(), maxlen=limit)
+        return [record for record in map(_record, reversed(lines)) if record is not None]
+
+    def _history_lines(self) -> Iterator[str]:
+        """The history's lines, one at a time; a line longer than any record is skipped unread."""
         history_path = Path(f"{self._target()}.history")
         try:
-            # errors="replace": a stray byte becomes U+FFFD or spoils its own line (skipped below), never the whole history.
+            # errors="replace": a stray byte becomes U+FFFD or spoils its own line (skipped), never the whole history.
             with os.fdopen(open_regular(history_path, os.O_RDONLY), encoding="utf-8", errors="replace") as handle:
-                lines = deque(handle, maxlen=limit)
+                while line := handle.readline(MAX_RECORD_LENGTH):
+                    if len(line) == MAX_RECORD_LENGTH and not line.endswith("\n"):
+                        while (rest := handle.readline(MAX_RECORD_LENGTH)) and not rest.endswith("\n"):
+                            pass
+                        continue
+                    yield line
         except FileNotFoundError:
-            return []
+            return
         except OSError as exc:
             raise StoreError(f"cannot read {history_path}: {exc.strerror or exc}") from exc
-        records = []
-        for line in reversed(lines):
-            try:
-                # NaN and Infinity (or 1e999) are no JSON a reader of the history can take back.
-                record = json.loads(line, parse_constant=_not_a_number, parse_float=_finite_float)
-            except (ValueError, RecursionError):
-                continue  # a torn last line from a crash, or a hand-edited one: skip it, keep the rest
-            if isinstance(record, dict):  # readers rely on each record being an object
-                records.append(record)
-        return records
 
     def close(self) -> None:
         pass
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """One history line as its record; None for a torn last line (a crash) or a hand-edited one."""
+    try:
+        # NaN and Infinity (or 1e999) are no JSON a reader of the history can take back.
+        record = json.loads(line, parse_constant=_not_a_number, parse_float=_finite_float)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None  # readers rely on each record being an object

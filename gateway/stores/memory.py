@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import ConflictError
@@ -21,13 +22,15 @@ class MemoryStore:
     def read(self, consistent: bool = False) -> MaintenanceState:
         return self._state
 
-    def write(self, state: MaintenanceState, previous: MaintenanceState | None = None) -> MaintenanceState:
+    def write(
+        self, state: MaintenanceState, previous: MaintenanceState | None = None, record: Mapping[str, str] | None = None
+    ) -> MaintenanceState:
         expected = expected_version(state, previous)
         with self._lock:
             if self._state.version != expected:
                 raise ConflictError(expected, self._state.version)
             self._state = state
-            self._history.append(history_record(previous, state))
+            self._history.append(history_record(previous, state, record))
             return state
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ variables so tests can run it on any port.
 """
 
 import os
+from pathlib import Path
 
 SECRET_KEY = os.environ.get("EXAMPLE_SECRET_KEY", "example-only-not-secret")
 DEBUG = False
@@ -17,15 +18,35 @@ WSGI_APPLICATION = "example_site.wsgi.application"
 ASGI_APPLICATION = "example_site.asgi.application"
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-INSTALLED_APPS = ["corsheaders"]
+# django-maintenance-gateway (../../django-maintenance-gateway, installed by `make`): the
+# gateway's notice as request.maintenance, the banner, the CORS check, manage.py maintenance.
+INSTALLED_APPS = ["corsheaders", "maintenance_gateway_django"]
 MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
+    # The reader's language (Accept-Language) for the banner's dates.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Reads the gateway's X-Maintenance-Notice so pages can show a maintenance banner.
-    "example_site.maintenance_notice.MaintenanceNoticeMiddleware",
+    "maintenance_gateway_django.middleware.MaintenanceNoticeMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [Path(__file__).resolve().parent / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "maintenance_gateway_django.context_processors.maintenance",
+            ]
+        },
+    }
 ]
 DATABASES: dict = {}
 USE_TZ = True
+TIME_ZONE = os.environ.get("EXAMPLE_TIME_ZONE", "UTC")
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Fran\u00e7ais")]
 
 CORS_ALLOWED_ORIGINS = [
     origin.strip()

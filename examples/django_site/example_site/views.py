@@ -4,16 +4,15 @@ import hashlib
 import json
 import time
 
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-
-from example_site.maintenance_notice import banner_html
 
 
 def home(request):
-    # The same warning the front end shows, from the gateway's notice (see maintenance_notice).
-    banner = banner_html(getattr(request, "maintenance_notice", None))
-    return HttpResponse(f"<!doctype html><title>Example shop</title>{banner}<h1>Example shop</h1>")
+    # The same warning the front end shows, from the gateway's notice: request.maintenance
+    # (django-maintenance-gateway's middleware) and its {% maintenance_banner %} tag.
+    return render(request, "home.html")
 
 
 def healthz(request):

@@ -1,7 +1,7 @@
 import { ApplicationConfig, provideBrowserGlobalErrorListeners, provideZonelessChangeDetection } from '@angular/core';
 import { provideHttpClient, withFetch, withInterceptors } from '@angular/common/http';
 
-import { maintenanceInterceptor, provideMaintenance } from './maintenance';
+import { maintenanceInterceptor, provideMaintenance } from 'maintenance-gateway-angular';
 import { API_BASE_URL } from './shop/shop-api';
 
 /** config.json, served next to index.html; every field but apiBaseUrl is optional. */

@@ -1,6 +1,6 @@
 import { ChangeDetectionStrategy, Component } from '@angular/core';
 
-import { MaintenanceOverlayComponent } from './maintenance';
+import { MaintenanceOverlayComponent } from 'maintenance-gateway-angular';
 import { ShopComponent } from './shop/shop.component';
 
 @Component({

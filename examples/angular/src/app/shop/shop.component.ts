@@ -1,7 +1,7 @@
 import { ChangeDetectionStrategy, Component, DestroyRef, inject, signal } from '@angular/core';
 import { takeUntilDestroyed } from '@angular/core/rxjs-interop';
 
-import { MaintenanceScopeComponent, MaintenanceService, isMaintenanceError } from '../maintenance';
+import { MaintenanceScopeComponent, MaintenanceService, isMaintenanceError } from 'maintenance-gateway-angular';
 import { CheckoutSummary, Product, ShopApi } from './shop-api';
 
 /** The example shop: a catalogue (reads), a cart (a write) and a checkout (its own API path). */
@@ -27,7 +27,7 @@ import { CheckoutSummary, Product, ShopApi } from './shop-api';
 
     <section>
       <h2>Checkout</h2>
-      <mg-maintenance-scope path="/api/checkout/" label="Checkout">
+      <mg-maintenance-scope path="/api/checkout/">
         @if (summary(); as summary) {
           <p data-testid="checkout-summary">{{ summary.items }} items, {{ summary.total }}</p>
         }

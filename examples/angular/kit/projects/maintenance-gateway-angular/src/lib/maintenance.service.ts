@@ -1,9 +1,10 @@
-import { DestroyRef, Injectable, computed, inject, signal } from '@angular/core';
+import { DestroyRef, Injectable, PLATFORM_ID, computed, inject, signal } from '@angular/core';
+import { DOCUMENT, isPlatformBrowser } from '@angular/common';
 import { HttpClient, HttpContext, HttpContextToken } from '@angular/common/http';
 import { Observable, Subject, Subscription } from 'rxjs';
 
-import { MAINTENANCE_CONFIG } from './maintenance.config';
-import { MaintenanceWindow, pathIsInScope, statusFeedFrom } from './maintenance.model';
+import { MAINTENANCE_CONFIG } from './config';
+import { MaintenanceWindow, pathIsInScope, sameWindow, statusFeedFrom } from './model';
 
 /** Set on a request the maintenance interceptor must leave alone (the status feed's own polls). */
 export const SKIP_MAINTENANCE_HANDLING = new HttpContextToken<boolean>(() => false);
@@ -23,18 +24,25 @@ export type ServerProblem = 'server' | 'network';
 
 /**
  * What the app knows about maintenance: filled by the interceptor (a 503, a 502/504) and by
- * polling the gateway's status feed, which also brings the banner before a scheduled window and
- * the news that maintenance is over.
+ * polling the gateway's status feed, which also brings the banner before a scheduled window, the
+ * news that maintenance is over, and whether this browser is let through (staff).
+ *
+ * Nothing here touches the DOM or starts a timer outside a browser: under server-side rendering
+ * the service keeps its empty state, so the server renders the page, never the overlay.
  */
 @Injectable({ providedIn: 'root' })
 export class MaintenanceService {
   private readonly http = inject(HttpClient);
   private readonly config = inject(MAINTENANCE_CONFIG);
+  private readonly document = inject(DOCUMENT);
+  private readonly inBrowser = isPlatformBrowser(inject(PLATFORM_ID));
 
   /** The maintenance that applies now: the whole site, read-only, or part of the site. */
   readonly active = signal<MaintenanceWindow | null>(null);
   /** A window that is scheduled but has not started. */
   readonly upcoming = signal<MaintenanceWindow | null>(null);
+  /** Maintenance applies, but this browser's requests are let through: it sees the site. */
+  readonly bypassed = signal<MaintenanceWindow | null>(null);
   /** Set when the gateway refused a write because the site is read-only. */
   readonly refusedWrite = signal<MaintenanceWindow | null>(null);
   /** The site's own server failed (the gateway's 502/504), or the gateway could not be reached. */
@@ -73,17 +81,18 @@ export class MaintenanceService {
     inject(DestroyRef).onDestroy(() => this.stop());
   }
 
-  /** Starts polling the status feed (provideMaintenance() calls this when the app starts). */
+  /** Starts polling the status feed (provideMaintenance() calls this when the app starts);
+   *  does nothing outside a browser. */
   start(): void {
-    if (this.started) return;
+    if (this.started || !this.inBrowser) return;
     this.started = true;
-    document.addEventListener('visibilitychange', this.pollWhenVisible);
+    this.document.addEventListener('visibilitychange', this.pollWhenVisible);
     this.poll();
   }
 
   stop(): void {
+    if (this.started) this.document.removeEventListener('visibilitychange', this.pollWhenVisible);
     this.started = false;
-    document.removeEventListener('visibilitychange', this.pollWhenVisible);
     clearTimeout(this.pollTimer);
     clearInterval(this.clockTimer);
     this.clockTimer = undefined;
@@ -103,6 +112,8 @@ export class MaintenanceService {
     this.last503At = Date.now();
     this.active.set(window);
     this.upcoming.set(null);
+    // Refused, so not (or no longer) let through: a bypass cookie expired, say.
+    this.bypassed.set(null);
     if (window.mode === 'read-only' && !SAFE_METHODS.has(method.toUpperCase())) {
       this.refusedWrite.set(window);
     }
@@ -126,12 +137,12 @@ export class MaintenanceService {
    */
   noteNoAnswer(): void {
     this.probe?.unsubscribe();
-    this.probe = this.http.get<unknown>(this.config.statusUrl, { context: skipContext() }).subscribe({
+    this.probe = this.fetchFeed().subscribe({
       next: (body) => {
         const feed = statusFeedFrom(body, Date.now());
         // In maintenance the kit's own screen or notice says it all (a preflight the gateway
         // refused, e.g. a header missing from GATEWAY_CORS_ALLOW_HEADERS, ends up here too).
-        if (feed === null || !feed.maintenance) this.serverProblem.set(feed === null ? 'network' : 'server');
+        if (feed === null || !feed.maintenance || feed.bypassed) this.serverProblem.set(feed === null ? 'network' : 'server');
         this.applyFeed(body);
       },
       error: () => this.serverProblem.set('network'),
@@ -154,13 +165,19 @@ export class MaintenanceService {
   }
 
   private readonly pollWhenVisible = (): void => {
-    if (document.visibilityState === 'visible') this.poll();
+    if (this.document.visibilityState === 'visible') this.poll();
   };
+
+  private fetchFeed(): Observable<unknown> {
+    // A simple GET (no custom header, so no preflight). With credentials, the gateway sees the
+    // staff's HttpOnly bypass cookie and answers "bypassed": true for this browser alone.
+    return this.http.get<unknown>(this.config.statusUrl, { context: skipContext(), withCredentials: this.config.withCredentials });
+  }
 
   private poll(): void {
     clearTimeout(this.pollTimer);
     this.inFlight?.unsubscribe();
-    this.inFlight = this.http.get<unknown>(this.config.statusUrl, { context: skipContext() }).subscribe({
+    this.inFlight = this.fetchFeed().subscribe({
       next: (body) => this.applyFeed(body),
       error: () => this.feedFailed(),
     });
@@ -173,11 +190,18 @@ export class MaintenanceService {
       return;
     }
     const active = this.active();
-    if (feed.maintenance) {
+    if (feed.maintenance && feed.bypassed) {
+      // Staff: the site works for this browser, so it is shown, with a note that it is closed to others.
+      this.bypassed.set(feed.window);
+      this.upcoming.set(null);
+      if (active !== null) this.end();
+    } else if (feed.maintenance) {
+      this.bypassed.set(null);
       this.unchangedPolls = sameWindow(active, feed.window) ? this.unchangedPolls + 1 : 0;
       this.active.set(feed.window);
       this.upcoming.set(null);
     } else {
+      this.bypassed.set(null);
       if (active !== null && Date.now() - this.last503At < FEED_AFTER_503_GRACE_MS) {
         this.unchangedPolls += 1;
       } else if (active !== null) {
@@ -195,7 +219,7 @@ export class MaintenanceService {
     this.schedule();
   }
 
-  /** Maintenance is over: everything goes back to normal without a page reload. */
+  /** Maintenance is over (or no longer applies to this browser): everything back without a reload. */
   private end(): void {
     this.active.set(null);
     this.refusedWrite.set(null);
@@ -215,10 +239,11 @@ export class MaintenanceService {
     const now = Date.now();
     const active = this.active();
     const upcoming = this.upcoming();
+    const bypassed = this.bypassed();
     const waiting = active !== null || (upcoming?.startsAt != null && upcoming.startsAt <= now);
     const backOff = this.config.maintenancePollSeconds * 1000 * 2 ** Math.min(this.unchangedPolls, 16);
     let delay = waiting ? Math.min(backOff, this.config.maxPollSeconds * 1000) : this.config.statusPollSeconds * 1000;
-    const moments = [active?.endsAt ?? active?.retryAt, upcoming?.startsAt];
+    const moments = [active?.endsAt ?? active?.retryAt, upcoming?.startsAt, bypassed?.endsAt];
     for (const moment of moments) {
       if (moment != null && moment > now) delay = Math.min(delay, moment - now + AFTER_MOMENT_MS);
     }
@@ -226,8 +251,9 @@ export class MaintenanceService {
   }
 
   private syncClock(): void {
-    const counting = this.active() !== null || this.upcoming() !== null;
     this.now.set(Date.now());
+    if (!this.inBrowser) return;
+    const counting = this.active() !== null || this.upcoming() !== null;
     if (counting && this.clockTimer === undefined) {
       this.clockTimer = setInterval(() => this.now.set(Date.now()), 1000);
     } else if (!counting && this.clockTimer !== undefined) {
@@ -239,15 +265,4 @@ export class MaintenanceService {
 
 function skipContext(): HttpContext {
   return new HttpContext().set(SKIP_MAINTENANCE_HANDLING, true);
-}
-
-function sameWindow(a: MaintenanceWindow | null, b: MaintenanceWindow | null): boolean {
-  if (a === null || b === null) return a === b;
-  return (
-    a.mode === b.mode &&
-    a.message === b.message &&
-    a.startsAt === b.startsAt &&
-    a.endsAt === b.endsAt &&
-    (a.scope ?? []).join(',') === (b.scope ?? []).join(',')
-  );
 }

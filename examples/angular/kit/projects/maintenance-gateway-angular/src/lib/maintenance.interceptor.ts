@@ -1,8 +1,17 @@
-import { HttpErrorResponse, HttpInterceptorFn, HttpResponse } from '@angular/common/http';
-import { inject } from '@angular/core';
-import { catchError, tap, throwError } from 'rxjs';
+import {
+  HTTP_INTERCEPTORS,
+  HttpErrorResponse,
+  HttpEvent,
+  HttpHandler,
+  HttpInterceptor,
+  HttpInterceptorFn,
+  HttpRequest,
+  HttpResponse,
+} from '@angular/common/http';
+import { Injectable, Provider, inject } from '@angular/core';
+import { Observable, catchError, tap, throwError } from 'rxjs';
 
-import { isUpstreamFailure, maintenanceFrom503 } from './maintenance.model';
+import { isUpstreamFailure, maintenanceFrom503 } from './model';
 import { MaintenanceService, SKIP_MAINTENANCE_HANDLING } from './maintenance.service';
 
 /**
@@ -15,10 +24,8 @@ import { MaintenanceService, SKIP_MAINTENANCE_HANDLING } from './maintenance.ser
  * The error still reaches the caller, so its own loading state ends; isMaintenanceError() lets it
  * stay quiet about errors this kit already shows.
  */
-export const maintenanceInterceptor: HttpInterceptorFn = (request, next) => {
-  if (request.context.get(SKIP_MAINTENANCE_HANDLING)) return next(request);
-  const maintenance = inject(MaintenanceService);
-  return next(request).pipe(
+function watch(request: HttpRequest<unknown>, events: Observable<HttpEvent<unknown>>, maintenance: MaintenanceService): Observable<HttpEvent<unknown>> {
+  return events.pipe(
     tap((event) => {
       if (event instanceof HttpResponse) maintenance.noteSuccess();
     }),
@@ -40,6 +47,33 @@ export const maintenanceInterceptor: HttpInterceptorFn = (request, next) => {
       return throwError(() => error);
     }),
   );
+}
+
+/** For standalone apps: provideHttpClient(withInterceptors([maintenanceInterceptor])). */
+export const maintenanceInterceptor: HttpInterceptorFn = (request, next) => {
+  if (request.context.get(SKIP_MAINTENANCE_HANDLING)) return next(request);
+  return watch(request, next(request), inject(MaintenanceService));
+};
+
+/** The same, as a class for HTTP_INTERCEPTORS (NgModule apps): see MAINTENANCE_INTERCEPTOR_PROVIDER. */
+@Injectable()
+export class MaintenanceInterceptor implements HttpInterceptor {
+  private readonly maintenance = inject(MaintenanceService);
+
+  intercept(request: HttpRequest<unknown>, next: HttpHandler): Observable<HttpEvent<unknown>> {
+    if (request.context.get(SKIP_MAINTENANCE_HANDLING)) return next.handle(request);
+    return watch(request, next.handle(request), this.maintenance);
+  }
+}
+
+/**
+ * For apps whose interceptors are classes: in the NgModule's providers, beside
+ * provideHttpClient(withInterceptorsFromDi()) (or HttpClientModule).
+ */
+export const MAINTENANCE_INTERCEPTOR_PROVIDER: Provider = {
+  provide: HTTP_INTERCEPTORS,
+  useClass: MaintenanceInterceptor,
+  multi: true,
 };
 
 /** Whether an HTTP error is one the kit already shows (maintenance or a server problem). */

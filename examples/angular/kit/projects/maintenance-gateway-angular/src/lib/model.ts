@@ -1,9 +1,10 @@
 /**
  * The gateway's answers, as the front end reads them.
  *
- * The 503 body: {"error": "maintenance", "message", "mode", "retry_after", "ends_at"} (+ "scope").
- * The status feed (GET /_gateway/status): {"maintenance", "mode", "scope", "message",
- * "starts_at", "ends_at", "upcoming", "retry_after"}.
+ * The 503 body: {"error": "maintenance", "message", "mode", "retry_after", "ends_at"} (+ "scope",
+ * "label" when only part of the site is in maintenance).
+ * The status feed (GET /_gateway/status): {"maintenance", "mode", "scope", "label", "message",
+ * "starts_at", "ends_at", "upcoming", "retry_after", "bypassed"}.
  * Upstream failures: 502 {"error": "upstream_unavailable"}, 504 {"error": "upstream_timeout"}.
  */
 
@@ -13,8 +14,10 @@ export type MaintenanceMode = 'full' | 'read-only';
 export interface MaintenanceWindow {
   readonly mode: MaintenanceMode;
   readonly message: string | null;
-  /** Path prefixes under maintenance; null when the whole site is. */
+  /** Path prefixes under maintenance; null when the whole site is. Never shown to users. */
   readonly scope: readonly string[] | null;
+  /** What the operator called the part of the site in maintenance ("Checkout"), for users. */
+  readonly label: string | null;
   readonly startsAt: number | null;
   readonly endsAt: number | null;
   /** When the gateway suggests asking again (epoch ms), from Retry-After or retry_after. */
@@ -24,10 +27,15 @@ export interface MaintenanceWindow {
 export interface StatusFeed {
   readonly maintenance: boolean;
   readonly upcoming: boolean;
+  /** This browser's requests are let through (a bypass cookie or header, a bypass address). */
+  readonly bypassed: boolean;
   readonly window: MaintenanceWindow;
 }
 
 type Json = Record<string, unknown>;
+
+// As the gateway caps it; a longer text is not the gateway's.
+const MAX_LABEL_LENGTH = 100;
 
 function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -54,6 +62,11 @@ function scopeOf(value: unknown): readonly string[] | null {
   return prefixes.length > 0 ? prefixes : null;
 }
 
+function labelOf(value: unknown): string | null {
+  const label = text(value);
+  return label === null ? null : label.trim().slice(0, MAX_LABEL_LENGTH);
+}
+
 function windowOf(body: Json, retryAfterHeader: string | null, receivedAt: number): MaintenanceWindow {
   // Retry-After is relative, so it holds whatever the user's clock says; ends_at is absolute
   // and is what the user is told ("back at 10:00").
@@ -62,6 +75,7 @@ function windowOf(body: Json, retryAfterHeader: string | null, receivedAt: numbe
     mode: body['mode'] === 'read-only' ? 'read-only' : 'full',
     message: text(body['message']),
     scope: scopeOf(body['scope']),
+    label: labelOf(body['label']),
     startsAt: instant(body['starts_at']),
     endsAt: instant(body['ends_at']),
     retryAt: retryAfter === null ? null : receivedAt + retryAfter * 1000,
@@ -81,6 +95,7 @@ export function statusFeedFrom(body: unknown, receivedAt: number): StatusFeed | 
   return {
     maintenance: body['maintenance'],
     upcoming: body['upcoming'] === true,
+    bypassed: body['bypassed'] === true,
     window: windowOf(body, null, receivedAt),
   };
 }
@@ -98,6 +113,18 @@ export function pathIsInScope(path: string, scope: readonly string[] | null): bo
   if (scope === null) return true;
   const withSlash = path.endsWith('/') ? path : `${path}/`;
   return scope.some((prefix) => withSlash.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`));
+}
+
+export function sameWindow(a: MaintenanceWindow | null, b: MaintenanceWindow | null): boolean {
+  if (a === null || b === null) return a === b;
+  return (
+    a.mode === b.mode &&
+    a.message === b.message &&
+    a.label === b.label &&
+    a.startsAt === b.startsAt &&
+    a.endsAt === b.endsAt &&
+    (a.scope ?? []).join(',') === (b.scope ?? []).join(',')
+  );
 }
 
 function tryParse(body: string): unknown {
