@@ -172,3 +172,21 @@ def test_updated_state_edges() -> None:
     assert update(hand_written, {"message": "fine"}).message == "fine"
     ended = window(ends_at=NOW - 1)
     assert refusal(ended, {"message": "x"}).status == 409
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"message": "\\ud800", "message": "ok"}', "message"),  # a filter in front may read the first
+        (b'{"reason": "x", "reason": "y"}', "reason"),
+        (b'{"duration_seconds": NaN}', None),
+        (b'{"duration_seconds": Infinity}', None),
+    ],
+)
+def test_a_body_that_means_two_things_is_refused(admin: httpx.Client, method: str, body: bytes, field: str | None) -> None:
+    before = admin.get("/maintenance").json()["version"]
+    answer = admin.request(method, "/maintenance", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json().get("field") == field and answer.json()["error"] in ("invalid_field", "invalid_json")
+    assert admin.get("/maintenance").json()["version"] == before  # nothing written

@@ -156,3 +156,24 @@ def test_wait_through_the_site_s_load_balancer_until_every_gateway_serves_the_ch
     assert on.stderr.splitlines()[0] == f"{PREFIX}store: file {first.state_path} (site shop ({sites}))"
     assert f"gateways serve it now (5 answers in a row from {balancer.url}/_gateway/health)" in on.stdout, on.stdout
     assert served == [1, 1]
+
+
+def test_a_sites_file_that_is_a_fifo_too_deep_or_too_big_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+    import time
+
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # opened the plain way, it would wait for a writer for ever
+    deep = write_sites(tmp_path, "a = " + "[" * 30_000)
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * 70_000 + '\n[prod]\nstore = "memory:"\n')  # cut at 64 KiB, prod would be lost
+    for sites, said in ((fifo, "not a regular file"), (deep, "nested too deep"), (big, "larger than")):
+        started = time.monotonic()
+        result = run(sites, "--site", "prod", "status")
+        assert result.returncode == 78 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert time.monotonic() - started < 10
+    token_fifo = tmp_path / "token"
+    os.mkfifo(token_fifo, 0o600)
+    sites = write_sites(tmp_path, f'[prod]\nurl = "http://127.0.0.1:9"\ntoken_file = "{token_fifo}"\n')
+    result = run(sites, "--site", "prod", "status")
+    assert result.returncode == 78 and "not a regular file" in result.stderr, result.stderr

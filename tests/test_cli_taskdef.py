@@ -240,3 +240,23 @@ def test_a_secret_by_name_and_a_store_of_one_task_are_refused() -> None:
         input=json.dumps(DESCRIBED), capture_output=True, text=True, timeout=30, env=base_env(),
     )
     assert result.returncode == 2 and "dynamodb://" in result.stderr, result.stderr
+
+
+def test_input_nested_too_deep_or_too_big_is_refused_with_a_sentence(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from tests.support import BIN, base_env
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    big = tmp_path / "big.json"
+    big.write_text('{"taskDefinition": {"x": "' + "y" * (2 << 20) + '"}}')
+    for source, said in ((deep, "nested too deep"), (big, "larger than")):
+        result = subprocess.run(
+            [str(BIN / "maintenance-gateway"), "ecs-task-definition", "--from", str(source), "--nginx-image", "n", "--gateway-image", "g",
+             "--store", "dynamodb://shop-state?key=k&region=eu-west-1",
+             "--admin-tokens-secret", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:admin-tokens-AbCdEf",
+             "--bypass-secret", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bypass-AbCdEf"],
+            env=base_env(), capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode != 0 and said in result.stderr and "Traceback" not in result.stderr, result.stderr

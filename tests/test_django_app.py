@@ -163,6 +163,10 @@ HOSTILE = {
     "upcoming not a bool": header({"mode": "full", "upcoming": "yes"}),
     "message not text": header({"mode": "full", "message": 42}),
     "message too long": header({"mode": "full", "message": "x" * 2001}),
+    # ASCII on the wire, a lone surrogate once decoded: no page can encode it.
+    "message with a lone surrogate": '{"mode":"read-only","message":"\\ud800"}',
+    "message with NUL": '{"mode":"read-only","message":"a\\u0000b"}',
+    "prefix with a control character": '{"mode":"full","scope":["/api/\\u001b[2J/"]}',
     "scope not a list": header({"mode": "full", "scope": "/api/"}),
     "scope empty": header({"mode": "full", "scope": []}),
     "scope of numbers": header({"mode": "full", "scope": [1]}),

@@ -9,7 +9,9 @@ uses for the same failure, so scripts can treat both alike.
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import unicodedata
 import urllib.error
 import urllib.parse
@@ -118,16 +120,41 @@ class AdminClient:
             headers["If-Match"] = if_match
         request = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
         try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
-                return self._answer(response.status, response.headers, response.read(MAX_ANSWER_BYTES + 1))
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return self._answer(exc.code, exc.headers, exc.read(MAX_ANSWER_BYTES + 1))
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+            status, answer_headers, raw = self._exchange(request)
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             # The socket layer's words name the address, never the token.
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             said = str(reason).replace(self._token, "****") if self._token else str(reason)
             raise AdminError(f"cannot reach the gateway at {self.base}: {shown(said)}", EXIT_UNREACHABLE) from None
+
+        return self._answer(status, answer_headers, raw)
+
+    def _exchange(self, request: urllib.request.Request) -> tuple[int, Any, bytes]:
+        """Status, headers and body, whole within the timeout: urllib's own is per socket read, so
+        a server trickling a byte at a time would hold the command for ever. The exchange runs in
+        a daemon thread, left behind (it ends with the command) when the time is up."""
+        outcome: list[Any] = []
+
+        def exchange() -> None:
+            try:
+                try:
+                    with _OPENER.open(request, timeout=self.timeout) as response:
+                        outcome.append((response.status, response.headers, response.read(MAX_ANSWER_BYTES + 1)))
+                except urllib.error.HTTPError as exc:
+                    with exc:
+                        outcome.append((exc.code, exc.headers, exc.read(MAX_ANSWER_BYTES + 1)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
+                outcome.append(exc)
+
+        worker = threading.Thread(target=exchange, name="maintenance-gateway-admin", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if not outcome:
+            raise TimeoutError(f"no whole answer within {self.timeout:g} s")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        status, headers, raw = outcome[0]
+        return status, headers, raw
 
     def _answer(self, status: int, headers: Any, raw: bytes) -> tuple[dict[str, Any], str | None]:
         media = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
@@ -150,6 +177,12 @@ class AdminClient:
             field = payload.get("field")
             where_field = f" ({shown(field[:50])})" if isinstance(field, str) and field else ""
             raise AdminError(f"the gateway refused{where_field}: {said} (HTTP {status})", _STATUS_EXITS.get(status, EXIT_FAILURE), status)
-        if not 200 <= status < 300 or not all(key in payload for key in _STATE_KEYS):
+        if (
+            not 200 <= status < 300
+            or not all(key in payload for key in _STATE_KEYS)
+            or type(payload["version"]) is not int
+            or type(payload["enabled"]) is not bool
+            or not isinstance(payload["mode"], str)
+        ):
             raise AdminError(f"{where}: its answer is not a maintenance state", EXIT_UNREACHABLE, status)
         return payload, headers.get("ETag")

@@ -94,7 +94,7 @@ def _notice(data: dict[str, Any]) -> MaintenanceNotice:
     message = data.get("message", "")
     if mode not in MODES or not isinstance(upcoming, bool):
         raise _NotANotice("mode, upcoming")
-    if not isinstance(message, str) or len(message) > MAX_MESSAGE_LENGTH:
+    if not isinstance(message, str) or len(message) > MAX_MESSAGE_LENGTH or not _shown_text(message):
         raise _NotANotice("message")
     return MaintenanceNotice(
         mode=mode,
@@ -111,9 +111,19 @@ def _scope(value: Any) -> tuple[str, ...] | None:
         return None
     if not isinstance(value, list) or not 0 < len(value) <= MAX_SCOPE_PREFIXES:
         raise _NotANotice("scope")
-    if not all(isinstance(prefix, str) and prefix.startswith("/") and len(prefix) <= MAX_PREFIX_LENGTH for prefix in value):
+    if not all(
+        isinstance(prefix, str) and prefix.startswith("/") and len(prefix) <= MAX_PREFIX_LENGTH and prefix.isprintable()
+        for prefix in value
+    ):
         raise _NotANotice("scope")
     return tuple(value)
+
+
+def _shown_text(text: str) -> bool:
+    """Text the gateway's writers let through: no lone surrogates (a JSON escape such as
+    ``\\ud800`` decodes to one, and no page can encode it) and no control characters but
+    line breaks and tabs."""
+    return all(char.isprintable() or char in "\n\t" for char in text)
 
 
 def _time(value: Any) -> datetime | None:

@@ -48,19 +48,37 @@ def field_problem(field: str, message: str) -> str:
     return message.removeprefix(f"{field}: ")
 
 
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose every key appears once: ``{"message": "\\ud800", "message": "ok"}``
+    means one thing to one parser (a filter in front) and the other to the next, so it means
+    nothing here."""
+    body: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in body:
+            raise invalid(key[:64], "appears twice in the body")
+        body[key] = value
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json_body(raw: bytes, content_type: str | None, fields: tuple[str, ...] = CHANGE_FIELDS) -> dict[str, Any]:
+    """A JSON object body holding only ``fields``, each once (every admin route's bodies)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json":
         raise RequestError(415, "unsupported_media_type", "send the body as application/json")
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError also for an integer of more digits than Python converts (4300), and NaN.
         raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RequestError(400, "invalid_json", "the body must be a JSON object")
     unknown = sorted(set(body) - set(fields))
     if unknown:
-        raise RequestError(400, "unknown_field", f"unknown field {unknown[0]!r}; expected some of {', '.join(fields)}", unknown[0])
+        raise RequestError(400, "unknown_field", f"unknown field {unknown[0][:64]!r}; expected some of {', '.join(fields)}", unknown[0][:64])
     return body
 
 
@@ -84,7 +102,9 @@ def text_problem(value: str, *, multiline: bool) -> str | None:
     return None
 
 
-def _text(body: dict[str, Any], field: str, limit: int, *, multiline: bool = False) -> str:
+def text_field(body: dict[str, Any], field: str, limit: int, *, multiline: bool = False) -> str:
+    """``body[field]`` as text a page, a log line and a store can hold ("" when absent or
+    null), or a 400 naming the field (every admin body's text fields)."""
     value = body.get(field, "")
     if value is None:
         return ""
@@ -128,8 +148,8 @@ def next_state(
     enabled = body.get("enabled", True)
     if not isinstance(enabled, bool):
         raise invalid("enabled", "expected true or false")
-    reason = _text(body, "reason", MAX_REASON_LENGTH)
-    actor = with_operator(actor, _text(body, "by", MAX_OPERATOR_LENGTH).strip())
+    reason = text_field(body, "reason", MAX_REASON_LENGTH)
+    actor = with_operator(actor, text_field(body, "by", MAX_OPERATOR_LENGTH).strip())
     replace = body.get("replace", True)
     if not isinstance(replace, bool):
         raise invalid("replace", "expected true or false")
@@ -148,9 +168,9 @@ def next_state(
         mode = parse_mode(body.get("mode", "full"))
     except StateError as exc:
         raise invalid("mode", exc.reason) from None
-    message = _text(body, "message", MAX_MESSAGE_LENGTH, multiline=True)
+    message = text_field(body, "message", MAX_MESSAGE_LENGTH, multiline=True)
     # What customers call the scope ("Checkout"), so front ends never show them the paths: one line.
-    label = _text(body, "label", MAX_LABEL_LENGTH).strip()
+    label = text_field(body, "label", MAX_LABEL_LENGTH).strip()
     try:
         scope = parse_scope(body.get("scope"))
     except StateError as exc:

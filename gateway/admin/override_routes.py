@@ -10,7 +10,6 @@ limit); a change is written to the audit log, never to the store.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import secrets
@@ -23,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.admin.answers import SafeJSONResponse, read_body
-from gateway.admin.changes import invalid, text_problem
+from gateway.admin.changes import invalid, parse_json_body, text_field
 from gateway.admin.context import StateReadings
 from gateway.errors import RequestError
 from gateway.http import NO_STORE_FIELDS
@@ -44,50 +43,8 @@ MAX_OVERRIDE_BODY_BYTES = 16 * 1024
 _ID = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_ID_LENGTH)
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose every key appears once: ``{"maintenance": "on", "maintenance": "off"}``
-    means one thing to one parser and the other to the next, so it means nothing here."""
-    body: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in body:
-            raise invalid(key, "appears twice in the body")
-        body[key] = value
-    return body
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_override_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media != "application/json":
-        raise RequestError(415, "unsupported_media_type", "send the body as application/json")
-    try:
-        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        # ValueError also for an integer of more digits than Python converts (4300).
-        raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise RequestError(400, "invalid_json", "the body must be a JSON object")
-    unknown = sorted(set(body) - set(OVERRIDE_FIELDS))
-    if unknown:
-        raise RequestError(400, "unknown_field", f"unknown field {unknown[0][:64]!r}; expected some of {', '.join(OVERRIDE_FIELDS)}", unknown[0][:64])
-    return body
-
-
-def _text(body: dict[str, Any], field: str, limit: int, *, multiline: bool) -> str:
-    value = body.get(field)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise invalid(field, "expected a string")
-    if len(value) > limit:
-        raise invalid(field, f"longer than {limit} characters")
-    problem = text_problem(value, multiline=multiline)
-    if problem is not None:
-        raise invalid(field, problem)
-    return value
+    return parse_json_body(raw, content_type, OVERRIDE_FIELDS)
 
 
 def _ttl(body: dict[str, Any]) -> float:
@@ -108,8 +65,8 @@ def override_from_body(body: dict[str, Any], *, token_name: str, client: str) ->
     if maintenance not in DECISIONS:
         raise invalid("maintenance", 'expected "on" or "off"')
     ttl = _ttl(body)
-    reason = _text(body, "reason", MAX_REASON_LENGTH, multiline=False)
-    message = _text(body, "message", MAX_MESSAGE_LENGTH, multiline=True)
+    reason = text_field(body, "reason", MAX_REASON_LENGTH, multiline=False)
+    message = text_field(body, "message", MAX_MESSAGE_LENGTH, multiline=True)
     if message and maintenance == "off":
         raise invalid("message", 'has no meaning with "maintenance": "off"')
     given = body.get("id")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import threading
 from typing import Any
 
 import httpx
@@ -47,6 +50,56 @@ _ADDRESS_HINT = "give the gateway's address, e.g. http://host:8080"
 _SAFE_TO_SHOW = (httpx.TimeoutException, httpx.NetworkError)
 
 
+# A gateway's answers are a few KiB; more is not a gateway's, and is not read.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+@dataclasses.dataclass
+class Answer:
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError for anything else (nesting too deep included)."""
+        try:
+            return json.loads(self.content)
+        except RecursionError:
+            raise ValueError("JSON nested too deep") from None
+
+
+def bounded_request(method: str, url: str, *, timeout: float, **kwargs: Any) -> Answer:
+    """One request on its own connection, whole within ``timeout`` seconds and its body within
+    MAX_ANSWER_BYTES. httpx's own timeouts are per read: a server trickling a byte a second (in
+    its head or its body) would hold the command for ever. Raises httpx errors, and
+    httpx.ReadTimeout past the deadline (the request, abandoned in a daemon thread, ends with
+    the process or when the server lets go)."""
+    outcome: list[Answer | BaseException] = []
+
+    def fetch() -> None:
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+                with client.stream(method, url, **kwargs) as response:
+                    body = bytearray()
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) > MAX_ANSWER_BYTES:
+                            raise httpx.ReadError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+                    outcome.append(Answer(response.status_code, response.headers, bytes(body)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+            outcome.append(exc)
+
+    worker = threading.Thread(target=fetch, name="gateway-cli-request", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise httpx.ReadTimeout(f"no whole answer within {timeout:g} s")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 class AdminClient:
     """Calls to the gateway at ``base`` (see ``admin_base_url``), with ``token`` when there is one."""
 
@@ -63,7 +116,7 @@ class AdminClient:
         # One connection per call (no pooled client): behind a load balancer each call may reach
         # another task, which is what --wait needs to see every task serve a change.
         try:
-            response = httpx.request(method, self.base + path, headers=self._headers, timeout=self.timeout, **kwargs)
+            response = bounded_request(method, self.base + path, headers=self._headers, timeout=self.timeout, **kwargs)
         except httpx.HTTPError as exc:
             # The message names the URL, never the token: only the socket layer's own words are shown.
             said = f": {self._without_token(str(exc))}" if isinstance(exc, _SAFE_TO_SHOW) and str(exc) else ""

@@ -50,7 +50,12 @@ def describe_state(state: MaintenanceState, now: float) -> str:
 
 
 def describe_unchanged(state: MaintenanceState) -> str:
-    return f"maintenance is already {'on' if state.enabled else 'off'} (version {state.version}); nothing changed"
+    # A change that writes nothing is no change for a task either: an override a task holds
+    # (set while the store was down) stays in force until the store changes or it is cleared.
+    return (
+        f"maintenance is already {'on' if state.enabled else 'off'} (version {state.version}); nothing changed "
+        "(a task holding an override keeps it: end it with `maintenance-gateway override clear`)"
+    )
 
 
 def describe_replaced(window: MaintenanceState, status: str, new: MaintenanceState) -> str:

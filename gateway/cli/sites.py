@@ -19,6 +19,7 @@ a mistyped site stops the command (exit 78) before anything is read or written.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import stat
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.client import admin_base_url, clean_token
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreError
+from gateway.stores.file import open_regular
 from gateway.settings import SITE_VARIABLE, SITES_FILE_VARIABLE
 
 SITE_FLAG = "--site"
@@ -121,6 +123,8 @@ def _read_sites(path: Path, chosen_by: str, name: str) -> dict[str, Any]:
         raise ConfigError(SITES_FILE_VARIABLE, str(path), "is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(SITES_FILE_VARIABLE, str(path), f"is not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(SITES_FILE_VARIABLE, str(path), "is not valid TOML (nested too deep)") from None
 
 
 def _site(name: str, path: Path, table: dict[str, Any]) -> Site:
@@ -181,8 +185,17 @@ def _url(value: str | None, where: str) -> str | None:
 
 
 def _read_limited(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(_MAX_FILE_BYTES + 1)[:_MAX_FILE_BYTES]
+    """The file's bytes: a regular file only (a FIFO put there would block the command for
+    ever), and no larger than any sites or token file is (cut, it would lose its last sites)."""
+    try:
+        descriptor = open_regular(path, os.O_RDONLY)
+    except StoreError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    with os.fdopen(descriptor, "rb") as handle:
+        raw = handle.read(_MAX_FILE_BYTES + 1)
+    if len(raw) > _MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {_MAX_FILE_BYTES} bytes")
+    return raw
 
 
 def _require_private(path: Path, where: str, instead: str) -> None:

@@ -362,15 +362,26 @@ def convert(document: Any, args: argparse.Namespace) -> tuple[dict[str, Any], li
     return revision, notes
 
 
+# `aws ecs describe-task-definition` output is a few KiB (ECS takes at most 64 KiB of it back).
+MAX_SOURCE_CHARACTERS = 1 << 20
+
+
 def read_source(source: str, stdin: TextIO) -> Any:
     try:
-        text = stdin.read() if source == "-" else open(source, encoding="utf-8").read()
-    except OSError as exc:
-        raise TaskDefinitionError(f"--from {source}: {exc.strerror or exc}") from None
+        if source == "-":
+            text = stdin.read(MAX_SOURCE_CHARACTERS + 1)
+        else:
+            with open(source, encoding="utf-8") as handle:
+                text = handle.read(MAX_SOURCE_CHARACTERS + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskDefinitionError(f"--from {source}: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(text) > MAX_SOURCE_CHARACTERS:
+        raise TaskDefinitionError(f"--from {source}: larger than {MAX_SOURCE_CHARACTERS} characters: not a task definition")
     try:
         return json.loads(text)
-    except ValueError as exc:
-        raise TaskDefinitionError(f"--from {source}: not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise TaskDefinitionError(f"--from {source}: not JSON ({reason})") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from gateway.cli.arguments import parse_token, parse_url
-from gateway.cli.client import clean_token
+from gateway.cli.client import bounded_request, clean_token
 from gateway.cli.output import shown
 from gateway.settings import ADMIN_TOKEN_VARIABLE, ADMIN_URL_VARIABLE
 
@@ -121,8 +121,7 @@ def ask(url: str, token: str) -> tuple[Reading | None, str | None]:
     """One request on its own connection: the reading, or what answered instead."""
     headers = {"Authorization": f"Bearer {token}", "Connection": "close", "Accept": "application/json"}
     try:
-        with httpx.Client(timeout=REQUEST_TIMEOUT, follow_redirects=False) as client:
-            response = client.get(f"{url}/health", headers=headers)
+        response = bounded_request("GET", f"{url}/health", headers=headers, timeout=REQUEST_TIMEOUT)
     except httpx.HTTPError as exc:
         return None, f"no answer ({type(exc).__name__}: {shown(str(exc))})"
     if response.status_code in (401, 403):
