@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                     "GATEWAY_STORE": "memory:",
                     "GATEWAY_LOG_LEVEL": "warning",
                     "GATEWAY_WEBSOCKET_MAX_CONNECTIONS": str(max(2000, args.idle * 2)),
+                    # Every socket comes from this one process, so one address: its share is all of them.
+                    "GATEWAY_WEBSOCKET_MAX_PER_CLIENT": str(max(2000, args.idle * 2)),
                 },
             )
             nginx = servers.nginx(NGINX_WEBSOCKET_CONF, upstream.port)

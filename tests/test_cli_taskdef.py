@@ -251,7 +251,9 @@ def test_input_nested_too_deep_or_too_big_is_refused_with_a_sentence(tmp_path) -
     deep.write_text("[" * 100_000)
     big = tmp_path / "big.json"
     big.write_text('{"taskDefinition": {"x": "' + "y" * (2 << 20) + '"}}')
-    for source, said in ((deep, "nested too deep"), (big, "larger than")):
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"taskDefinition": {"family": "shop", "networkMode": "awsvpc", "containerDefinitions": [1, null]}}')
+    for source, said in ((deep, "nested too deep"), (big, "larger than"), (wrong, "--from")):
         result = subprocess.run(
             [str(BIN / "maintenance-gateway"), "ecs-task-definition", "--from", str(source), "--nginx-image", "n", "--gateway-image", "g",
              "--store", "dynamodb://shop-state?key=k&region=eu-west-1",

@@ -65,3 +65,24 @@ def test_a_public_health_answer_is_not_taken_for_a_detailed_one() -> None:
     del payload["instance"]
     seen = reading(payload)
     assert seen is not None and seen.task == "pid 7"
+
+
+def test_an_age_no_gateway_sends_counts_as_no_good_read_and_never_passes() -> None:
+    """JSON allows NaN, negative and 400-digit numbers: none of them may pass the check
+    (NaN > max_age is False) or crash it (float() of 10**400)."""
+    for age in (float("nan"), -5, 10**400, float("inf")):
+        [problem] = judged(health("a1", age=age))  # type: ignore[arg-type]
+        assert problem.startswith("task a1:"), problem
+    assert reading({**health("a1"), "state": {"version": "\x1b[2J7"}}).version == "\\x1b[2J7"  # type: ignore[union-attr]
+
+
+def test_status_shows_a_hostile_gateways_override_escaped_and_never_crashes() -> None:
+    from gateway.cli.override import served_lines
+
+    for left in (float("inf"), float("nan"), 10**400, -1):
+        answer = {
+            "served": {"status": "on"},
+            "override": {"maintenance": "on", "seconds_left": left, "reason": "\x1b]0;owned\x07", "set_by": "t", "client": "c", "expires_at": "x"},
+        }
+        lines = "\n".join(served_lines(answer))
+        assert "left)" not in lines and "\x1b" not in lines and "\\x1b" in lines, lines

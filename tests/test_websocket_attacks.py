@@ -236,6 +236,29 @@ def test_an_unfinished_message_has_a_deadline(ws_gateway: Gateway) -> None:
     assert time.monotonic() - started < 4
 
 
+def test_a_message_trickled_below_the_minimum_rate_is_closed_though_no_pause_is_long(ws_gateway: Gateway) -> None:
+    """One byte every 0.4 s: no pause reaches the 1 s body timeout, but the whole message falls
+    behind the timeout plus its bytes at 500 B/s, so the other limit ends it."""
+    raw = handshake(ws_gateway.port)
+    started = time.monotonic()
+    raw.sendall(frame(TEXT, b"a", fin=False))
+    closed = None
+    deadline = time.monotonic() + 8
+    raw.settimeout(0.4)
+    while closed is None and time.monotonic() < deadline:
+        try:
+            raw.sendall(frame(CONTINUATION, b"a", fin=False))
+            answer = raw.recv(65536)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        closed = answer
+    raw.close()
+    assert closed and closed[0] & 0x0F == CLOSE and struct.unpack("!H", closed[2:4])[0] == 1008, closed
+    assert time.monotonic() - started < 4
+
+
 def test_a_message_still_arriving_at_the_minimum_rate_is_kept(ws_gateway: Gateway) -> None:
     raw = handshake(ws_gateway.port)
     raw.sendall(frame(TEXT, b"slow ", fin=False))
@@ -435,6 +458,9 @@ def test_refused_handshakes_hold_no_descriptor_while_the_client_stays(ws_gateway
     for shape in REFUSED_HANDSHAKES.values():
         raw = socket.create_connection(("127.0.0.1", ws_gateway.port))
         raw.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n" + KEY_HEADERS + shape)
+        raw.settimeout(5)
+        # Answered: the gateway took the connection (its count rose) before it let go.
+        assert raw.recv(65536).startswith(b"HTTP/1.1 400")
         clients.append(raw)
     wait_until(lambda: fds() <= baseline, timeout=3)
     for raw in clients:

@@ -264,12 +264,14 @@ def served_lines(answer: dict[str, Any]) -> list[str]:
         return lines
     if isinstance(override, dict):
         lines.append(f"served:      {served.get('status')}, decided by an override (not the stored state above)")
-        why = f": {override.get('reason')}" if override.get("reason") else ""
+        # What the gateway says is shown escaped (a hostile --url must not rewrite the terminal).
+        why = f": {shown(str(override.get('reason')))}" if override.get("reason") else ""
         left = override.get("seconds_left")
-        left_text = f" ({duration_text(max(1, round(left)))} left)" if isinstance(left, int | float) and not isinstance(left, bool) else ""
+        finite = isinstance(left, int | float) and not isinstance(left, bool) and 0 <= left < 1e9
+        left_text = f" ({duration_text(max(1, round(float(left or 0))))} left)" if finite else ""
         lines.append(
-            f"override:    maintenance {override.get('maintenance')} until {override.get('expires_at')}{left_text}, "
-            f"set by {override.get('set_by')} from {override.get('client')}{why}"
+            f"override:    maintenance {shown(str(override.get('maintenance')))} until {shown(str(override.get('expires_at')))}{left_text}, "
+            f"set by {shown(str(override.get('set_by')))} from {shown(str(override.get('client')))}{why}"
         )
     elif served.get("capped_by_max_window"):
         lines.append(f"served:      {served.get('status')}, ending at {served.get('ends_at')} (GATEWAY_MAX_WINDOW; the stored window has no end)")

@@ -19,6 +19,7 @@ import re
 import sys
 from typing import Any, TextIO
 
+from gateway.cli.output import shown
 from gateway.errors import ConfigError
 from gateway.settings import parse_origins, parse_paths, parse_store, parse_tokens_list
 from gateway.stores import parse_store_url
@@ -391,6 +392,11 @@ def run(args: argparse.Namespace) -> int:
         revision, notes = convert(read_source(args.source, sys.stdin), args)
     except TaskDefinitionError as exc:
         print(f"maintenance-gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TypeError, AttributeError, ValueError) as exc:
+        # A field of the wrong JSON type somewhere in the input (a container that is no object,
+        # a null in a command): not the describe-task-definition output the command takes.
+        print(f"maintenance-gateway: --from {args.source}: not a task definition ({type(exc).__name__}: {shown(str(exc))[:200]})", file=sys.stderr)
         return EXIT_USAGE
     print(json.dumps(revision, indent=2, default=str))
     print("maintenance-gateway: the new revision is on stdout (aws ecs register-task-definition --cli-input-json file://FILE); still to do:", file=sys.stderr)

@@ -111,8 +111,10 @@ def reading(payload: Any) -> Reading | None:
         task=shown(task),
         store_kind=shown(str(store.get("kind"))),
         status=shown(str(store.get("status"))),
-        age=float(age) if isinstance(age, (int, float)) and not isinstance(age, bool) else None,
-        version=state.get("version") if isinstance(state, dict) else None,
+        # A number a gateway can have sent (JSON allows NaN, negatives and 400 digits): anything
+        # else counts as no good read, so it can neither pass nor crash the check.
+        age=float(age) if isinstance(age, (int, float)) and not isinstance(age, bool) and 0 <= age < 1e9 else None,
+        version=shown(str(state.get("version"))) if isinstance(state, dict) else None,
         error=shown(store["error"]) if isinstance(store.get("error"), str) else None,
     )
 

@@ -19,12 +19,12 @@ And it bounds what one client can make a socket hold, where uvicorn's protocol d
   mark, only the latest ping is owed a pong (RFC 6455 5.5.3), sent when the client reads
   again; a socket whose unsent bytes still pass ``MAX_UNSENT_MARGIN`` beyond the largest
   message is dropped; a socket in its closing handshake answers no pings at all;
-- the client's bytes reach the WebSocket parser one frame at a time, and no further than
-  one whole message the relay has not taken yet: uvicorn hands it a whole read (256 KiB),
-  parsed at once, so a read of empty messages queued 43,000 of them, and one of
-  compressed frames inflated a megabyte each. What is held instead is the unparsed rest of
-  one read, with reading paused; the next message is parsed on the loop's next turn, so a
-  flood from one socket cannot hold the event loop;
+- the client's bytes reach the WebSocket parser one frame at a time, and no further ahead
+  of the relay than ``MAX_PARSED_AHEAD`` messages or ``MAX_PARSED_AHEAD_BYTES`` (or one
+  larger message): uvicorn hands it a whole read (256 KiB), parsed at once, so a read of
+  empty messages queued 43,000 of them, and one of compressed frames inflated a megabyte
+  each. What is held instead is the unparsed rest of one read, with reading paused; the next
+  batch is parsed on the loop's next turn, so a flood from one socket cannot hold the loop;
 - a fragmented message is gathered in one buffer (uvicorn keeps one bytes object per
   fragment: 1-byte fragments cost some 40 times the message), each frame counts its
   header against the message limit (so empty fragments count), and an unfinished message
@@ -37,6 +37,7 @@ And it bounds what one client can make a socket hold, where uvicorn's protocol d
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import weakref
 from collections.abc import Coroutine
@@ -60,6 +61,11 @@ MAX_UNSENT_MARGIN = 256 * 1024
 # What a client's frame header costs at the least (2 bytes, and the 4-byte mask every client
 # frame carries): counted against the message limit, so empty fragments are not free.
 CLIENT_FRAME_HEADER_BYTES = 6
+# Messages parsed ahead of the relay before reading stops (uvicorn stops after each one, the
+# gateway's first bound too; a few at a time cost a turn of the loop per batch, not per message):
+# at most this many, and once they hold this many bytes (or one message does) no more.
+MAX_PARSED_AHEAD = 32
+MAX_PARSED_AHEAD_BYTES = 64 * 1024
 # RFC 6455 5.2: opcode 0xA (pong) with FIN, as the server writes it (unmasked, no RSV bits).
 _PONG_FIRST_BYTE = b"\x8a"
 _POLICY_VIOLATION = 1008
@@ -133,6 +139,9 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
         self.held = b""
         self.held_at = 0
         self.frame_left = 0
+        # Messages parsed and queued for the relay, not yet taken: their sizes, and their sum.
+        self.parsed_sizes: collections.deque[int] = collections.deque()
+        self.parsed_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Messages the relay writes in one pass of the loop leave in one system call.
@@ -155,8 +164,8 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
         self._feed()
 
     def _feed(self) -> None:
-        """Give the parser the held bytes a frame at a time, until they run out or a whole
-        message waits for the relay (``read_paused``, set when a message is queued)."""
+        """Give the parser the held bytes a frame at a time, until they run out or enough waits
+        for the relay (``read_paused``, set by ``_deliver``)."""
         data, at = self.held, self.held_at
         end = len(data)
         while at < end and not self.read_paused and not self.transport.is_closing():
@@ -191,11 +200,13 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def receive(self) -> Any:
         message = await self.queue.get()
+        if message["type"] == "websocket.receive" and self.parsed_sizes:
+            self.parsed_bytes -= self.parsed_sizes.popleft()
         if self.read_paused and self.queue.empty():
             self.read_paused = False
             if self.held:
-                # The next message is already read: parsed on the loop's next turn, one message
-                # a turn, so that a socket flooding small messages shares the loop with the rest.
+                # The next messages are already read: parsed on the loop's next turn, a batch a
+                # turn, so that a socket flooding small messages shares the loop with the rest.
                 self.loop.call_soon(self._feed_held)
             else:
                 self.transport.resume_reading()
@@ -348,7 +359,10 @@ class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
             self.queue.put_nowait({"type": "websocket.receive", "text": text})
         else:
             self.queue.put_nowait({"type": "websocket.receive", "bytes": data if type(data) is bytes else bytes(data)})
-        if not self.read_paused:
+        self.parsed_sizes.append(len(data))
+        self.parsed_bytes += len(data)
+        if not self.read_paused and (len(self.parsed_sizes) >= MAX_PARSED_AHEAD or self.parsed_bytes >= MAX_PARSED_AHEAD_BYTES):
+            # Enough parsed ahead of the relay: the rest waits unparsed, and unread.
             self.read_paused = True
             self.transport.pause_reading()
 
