@@ -107,7 +107,7 @@ class Servers:
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None, port: int | None = None) -> Server:
         """Start ``args`` (``{port}`` in them filled in) and wait for the port. The shell's
-        environment is kept: GATEWAY_HTTP_PARSER=h11, say, measures the other parser."""
+        environment is kept: GATEWAY_ACCESS_LOG=true, say, measures the gateway with its access log."""
         port = port or free_port()
         args = [arg.replace("{port}", str(port)) for arg in args]
         process = ServerProcess(name, args, {**os.environ, **(env or {})}, ROOT, self.workdir)

@@ -62,8 +62,8 @@ class BypassSecret:
                     cookies.append(value.strip())
         if header is None and not cookies:
             return None
-        # RFC 9110 5.5: white space around a field value is not part of it (h11 strips the
-        # trailing part, httptools keeps it).
+        # RFC 9110 5.5: white space around a field value is not part of it (llhttp passes
+        # trailing white space on, so it is stripped here).
         if header is not None and self.matches(header.strip(b" \t")):
             return True
         return any(self.cookie_valid(value) for value in cookies)

@@ -185,32 +185,60 @@ class TrustedPeers:
         return self.client_ip(client[0] if client else "", forwarded_for)
 
 
-def response_headers(headers: Headers, status: int) -> Headers:
-    """The upstream's response headers minus hop-by-hop ones (and a 204/304's length)."""
+def response_headers(headers: Headers, status: int, hop_by_hop: bool = True) -> Headers:
+    """The upstream's response headers minus hop-by-hop ones (and a 204/304's length).
+
+    ``hop_by_hop`` False says none came (``UpstreamConnection`` notes them as they arrive):
+    most of Django's answers are then relayed as they are, with no pass over them."""
+    if not hop_by_hop and status != 204 and status != 304:
+        return headers
+    # A loop, not a comprehension: in Python 3.11 a comprehension is a function call of its own.
     kept: Headers = []
-    named: set[bytes] | None = None
-    for name, value in headers:
-        if name in HOP_BY_HOP:
+    keep = kept.append
+    for header in headers:
+        if header[0] not in HOP_BY_HOP:
+            keep(header)
+    if len(kept) != len(headers):
+        # A hop-by-hop field came (rare from Django): a Connection field may name more to drop.
+        named: set[bytes] = set()
+        for name, value in headers:
             if name == b"connection":
-                named = connection_named(value) if named is None else named | connection_named(value)
-            continue
-        kept.append((name, value))
-    if named:
-        kept = [(name, value) for name, value in kept if name not in named]
+                named |= connection_named(value)
+        if named:
+            kept = [header for header in kept if header[0] not in named]
     if status in (204, 304):
         # Such answers have no body; a length would make the server wait for one.
-        kept = [(name, value) for name, value in kept if name != b"content-length"]
+        kept = [header for header in kept if header[0] != b"content-length"]
     return kept
 
 
 # How a client framed its request body (RFC 9112 6).
 NO_BODY, LENGTH_BODY, CHUNKED_BODY = 0, 1, 2
 
-# Request headers the loop in ``request_head`` looks at (one set lookup for every other header).
-_EXAMINED = frozenset({b"content-length", b"host", b"cookie", BYPASS_HEADER})
-# _OWS: white space after a field value is not part of it (RFC 9110 5.5). h11 drops it, httptools
-# keeps it; the two fields whose value is checked are stripped, only when the check fails
-# (nearly never), so both parsers agree at no cost to a normal request.
+# What ``request_head`` does with a header it looks at; every other header is kept as it came.
+_FORWARDED_FOR, _FORWARDED_PROTO, _FORWARDED_HOST, _FORWARDED_OTHER = 1, 2, 3, 4
+_HOST, _DROPPED, _LENGTH, _TRANSFER_ENCODING, _CONNECTION, _COOKIE, _BYPASS = 5, 6, 7, 8, 9, 10, 11
+_HEADER_KINDS: dict[bytes, int] = {
+    **{name: _DROPPED for name in REQUEST_DROPPED},
+    **{name: _FORWARDED_OTHER for name in FORWARDING_HEADERS},
+    b"x-forwarded-for": _FORWARDED_FOR,
+    b"x-forwarded-proto": _FORWARDED_PROTO,
+    b"x-forwarded-host": _FORWARDED_HOST,
+    b"host": _HOST,
+    b"content-length": _LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION,
+    b"cookie": _COOKIE,
+    BYPASS_HEADER: _BYPASS,
+}
+# The methods nearly every request has, as bytes: a lookup costs less than encoding them again.
+_METHOD_BYTES = {method: method.encode("ascii") for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+# A header as a field line (without its CRLF).
+_FIELD_LINE = b": ".join
+# _OWS: white space after a field value is not part of it (RFC 9110 5.5), but llhttp passes it
+# on; the two fields whose value is checked are stripped, only when the check fails (nearly
+# never), so a value followed by white space is read as the value alone, at no cost to a
+# normal request.
 
 
 def request_head(
@@ -226,83 +254,93 @@ def request_head(
     """
     client = scope.get("client")
     peer = client[0] if client else ""
-    trusted = trusted_peers.trusts(peer) if peer else False
-    lines: list[bytes] = []
-    append = lines.append
+    trusted: bool | None = None  # whether the peer may speak for the client: asked at the first X-Forwarded-*
+    kept: Headers = []
+    keep = kept.append
     body = NO_BODY
     length = b""
     host = forwarded_for = forwarded_proto = forwarded_host = named = None
-    for name, value in scope["headers"]:
-        if name in REQUEST_DROPPED:
-            if name == b"transfer-encoding":
-                # Only a single "chunked" is unambiguous; the parsers let some other forms through.
-                if body != NO_BODY or value.strip().lower() != b"chunked":
-                    raise BadRequest("ambiguous Transfer-Encoding (RFC 9112 6.1)")
-                body = CHUNKED_BODY
-            elif name == b"connection":
-                named = connection_named(value) if named is None else named | connection_named(value)
+    for header in scope["headers"]:
+        name, value = header
+        # One dict lookup tells the headers read here from the rest (nearly all of them).
+        kind = _HEADER_KINDS.get(name)
+        if kind is None:
+            if b"_" in name:
+                # WSGI turns X-User_Id and X-User-Id into the same HTTP_X_USER_ID: one could pose as the other.
+                raise BadRequest(f"header {name.decode('latin-1')!r}: underscores are not allowed in header names")
+            keep(header)
+        elif kind == _HOST:
+            # RFC 9112 3.2: more than one Host, or an invalid one, is refused with 400.
+            if host is not None:
+                raise BadRequest("more than one Host header (RFC 9112 3.2)")
+            if not _valid_hosts[value]:  # valid_host, inlined
+                value = value.strip(b" \t")  # see _OWS
+                if not valid_host(value):
+                    raise BadRequest("invalid Host header (RFC 9112 3.2)")
+                header = (name, value)
+            host = value
+            keep(header)
+        elif kind == _DROPPED:
             continue
-        if name in FORWARDING_HEADERS:
+        elif kind <= _FORWARDED_OTHER:
+            if trusted is None:
+                trusted = trusted_peers.trusts(peer) if peer else False
             if not trusted:
                 continue  # an untrusted client cannot forge or pre-fill them
-            if name == b"x-forwarded-for":
+            if kind == _FORWARDED_FOR:
                 forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
-                continue
-            if name == b"x-forwarded-proto":
+            elif kind == _FORWARDED_PROTO:
                 forwarded_proto = value
-                continue
-            if name == b"x-forwarded-host":
+            elif kind == _FORWARDED_HOST:
                 forwarded_host = value
-                continue
-        elif name in _EXAMINED:
-            if name == b"content-length":
+            else:
+                keep(header)
+        elif kind == _LENGTH:
+            if not value.isdigit():
+                value = value.strip(b" \t")  # see _OWS
                 if not value.isdigit():
-                    value = value.strip(b" \t")  # see _OWS
-                    if not value.isdigit():
-                        raise BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
-                # A length beside chunked, or two lengths, is how requests are smuggled (RFC 9112 6.3).
-                if body == CHUNKED_BODY or (length and length != value):
                     raise BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
-                length = value
-                body = LENGTH_BODY
-                continue
-            if name == b"host":
-                # RFC 9112 3.2: more than one Host, or an invalid one, is refused with 400.
-                if host is not None:
-                    raise BadRequest("more than one Host header (RFC 9112 3.2)")
-                if not valid_host(value):
-                    value = value.strip(b" \t")  # see _OWS
-                    if not valid_host(value):
-                        raise BadRequest("invalid Host header (RFC 9112 3.2)")
-                host = value
-            elif name == b"cookie":
-                # The bypass cookie and header are the gateway's: Django (its logs, its
-                # error reports) never sees them.
-                if BYPASS_COOKIE in value:
-                    value = without_cookie(value, BYPASS_COOKIE)
-                    if not value:
-                        continue
-            else:  # the bypass header
-                continue
-        elif b"_" in name:
-            # WSGI turns X-User_Id and X-User-Id into the same HTTP_X_USER_ID: one could pose as the other.
-            raise BadRequest(f"header {name.decode('latin-1')!r}: underscores are not allowed in header names")
-        append(b"%s: %s\r\n" % (name, value))
+            # A length beside chunked, or two lengths, is how requests are smuggled (RFC 9112 6.3).
+            if body == CHUNKED_BODY or (length and length != value):
+                raise BadRequest("ambiguous Content-Length (RFC 9112 6.3)")
+            length = value
+            body = LENGTH_BODY
+        elif kind == _TRANSFER_ENCODING:
+            # Only a single "chunked" is unambiguous; the parsers let some other forms through.
+            if body != NO_BODY or value.strip().lower() != b"chunked":
+                raise BadRequest("ambiguous Transfer-Encoding (RFC 9112 6.1)")
+            body = CHUNKED_BODY
+        elif kind == _CONNECTION:
+            named = connection_named(value) if named is None else named | connection_named(value)
+        elif kind == _COOKIE:
+            # The bypass cookie and header are the gateway's: Django (its logs, its error
+            # reports) never sees them.
+            if BYPASS_COOKIE in value:
+                value = without_cookie(value, BYPASS_COOKIE)
+                if not value:
+                    continue
+                header = (name, value)
+            keep(header)
+        # else: the bypass header, never forwarded
     if named:
-        lines = [line for line in lines if line.split(b":", 1)[0] not in named]
+        kept = [header for header in kept if header[0] not in named]
     if host is None:
         if scope["http_version"] == "1.1":
             raise BadRequest("no Host header (RFC 9112 3.2)")
         # An HTTP/1.0 client may omit Host; HTTP/1.1 requires one upstream.
         host = upstream_authority
-        lines.append(b"host: %s\r\n" % host)
+        kept.append((b"host", host))
     peer_bytes = peer.encode("latin-1")
-    lines.append(b"x-forwarded-for: %s\r\n" % (forwarded_for + b", " + peer_bytes if forwarded_for else peer_bytes))
-    lines.append(b"x-forwarded-proto: %s\r\n" % (forwarded_proto or scope["scheme"].encode("latin-1")))
-    lines.append(b"x-forwarded-host: %s\r\n" % (forwarded_host or host))
-    if notice:
-        lines.append(notice)
     query = scope["query_string"]
     target = scope["raw_path"] + b"?" + query if query else scope["raw_path"]
-    head = b"%s %s HTTP/1.1\r\n%s" % (scope["method"].encode("ascii"), target, b"".join(lines))
+    method = scope["method"]
+    head = b"%s %s HTTP/1.1\r\n%s\r\nx-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\n%s" % (
+        _METHOD_BYTES.get(method) or method.encode("ascii"),
+        target,
+        b"\r\n".join(map(_FIELD_LINE, kept)),  # never empty: Host is always there
+        forwarded_for + b", " + peer_bytes if forwarded_for else peer_bytes,
+        forwarded_proto or (b"https" if scope["scheme"] == "https" else b"http"),
+        forwarded_host or host,
+        notice,
+    )
     return head, body, length

@@ -14,11 +14,10 @@ from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
-from starlette.types import Message, Send
 
 from gateway.bounded_cache import ANSWER_CACHE_LIMIT, BoundedCache
 from gateway.cors import CorsPolicy
-from gateway.http import NO_STORE, VARY_ORIGIN, Headers, body_headers, json_bytes, send_answer
+from gateway.http import NO_STORE, VARY_ORIGIN, Answer, Headers, body_headers, json_bytes
 from gateway.negotiation import HTML, JSON, TEXT, Negotiator
 from gateway.settings import Settings
 from gateway.state import MAX_TIME, MaintenanceState, format_time
@@ -92,10 +91,8 @@ class MaintenanceResponder:
         self._built_second = -1
         self._variants: dict[str, tuple[Headers, bytes]] = {}
         self._preflight_base: Headers = []
-        # Ready-to-send ASGI messages per (variant, Origin), dropped whenever the answers are rebuilt.
-        self._messages: BoundedCache[tuple[str, bytes | None], tuple[Message, Message]] = BoundedCache(
-            self._message_pair, ANSWER_CACHE_LIMIT
-        )
+        # Ready-to-send answers per (variant, Origin), dropped whenever the answers are rebuilt.
+        self._answers: BoundedCache[tuple[str, bytes | None], Answer] = BoundedCache(self._answer, ANSWER_CACHE_LIMIT)
 
     def message_for(self, state: MaintenanceState) -> str:
         if state.message:
@@ -135,7 +132,7 @@ class MaintenanceResponder:
             kind: (body_headers(_CONTENT_TYPES[kind], body) + common, body) for kind, body in bodies.items()
         }
         self._preflight_base = [(b"x-maintenance-mode", state.mode.encode()), VARY_ORIGIN]
-        self._messages.clear()
+        self._answers.clear()
         self._built_for = state
         self._built_second = int(now)
 
@@ -144,38 +141,31 @@ class MaintenanceResponder:
         if state is not self._built_for or (state.ends_at is not None and int(now) != self._built_second):
             self._build(state, now)
 
-    def messages(
+    def answer(
         self,
         state: MaintenanceState,
         now: float,
         origin: bytes | None,
         accept: bytes | None,
         xhr: bool,
-    ) -> tuple[Message, Message]:
-        """The 503's two ASGI messages (start, body) for this request, built once and reused.
-
-        Synchronous on purpose: the caller awaits ``send`` itself, with no coroutine between.
-        """
+    ) -> Answer:
+        """The 503 for this request, built once per (variant, Origin) and reused."""
         # _ensure_built, inlined: this runs for every maintenance answer.
         if state is not self._built_for or (state.ends_at is not None and int(now) != self._built_second):
             self._build(state, now)
-        return self._messages[(self.negotiator.variant(accept, xhr), origin)]
+        return self._answers[(self.negotiator.variant(accept, xhr), origin)]
 
-    def _message_pair(self, key: tuple[str, bytes | None]) -> tuple[Message, Message]:
+    def _answer(self, key: tuple[str, bytes | None]) -> Answer:
         variant, origin = key
         headers, body = self._variants[variant]
         if origin is not None:
             headers = headers + self.cors.simple_headers(origin)
-        return (
-            {"type": "http.response.start", "status": 503, "headers": headers},
-            {"type": "http.response.body", "body": body},
-        )
+        return Answer(503, headers, body)
 
-    async def answer_preflight(self, send: Send, state: MaintenanceState, now: float, origin: bytes) -> bool:
-        """Answer a preflight from an allowed origin; False (nothing sent) when not allowed."""
+    def preflight_answer(self, state: MaintenanceState, now: float, origin: bytes) -> Answer | None:
+        """The answer to a preflight from an allowed origin; None when the origin is not allowed."""
         allowed = self.cors.preflight_headers(origin)
         if allowed is None:
-            return False
+            return None
         self._ensure_built(state, now)
-        await send_answer(send, 204, self._preflight_base + allowed, b"")
-        return True
+        return Answer(204, self._preflight_base + allowed, b"")

@@ -19,7 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.cors import CorsPolicy
 from gateway.errors import BadRequest, BodyTimeout, ClientGone, Overloaded, UpstreamClosed, UpstreamError
 from gateway.forwarding import CHUNKED_BODY, NO_BODY, TrustedPeers, request_head, response_headers
-from gateway.http import JSON_TYPE, NO_STORE, VARY_ORIGIN, body_headers, header_value, json_bytes, send_answer
+from gateway.http import JSON_TYPE, NO_STORE, VARY_ORIGIN, Answer, body_headers, header_value, json_bytes
 from gateway.metrics import Metrics
 from gateway.upstream import BODY_PIECE, HEAD, WHOLE_BODY, UpstreamConnection, UpstreamPool
 
@@ -152,7 +152,7 @@ class Proxy:
             if connection.small_body_pending:
                 # Up to 256 KiB with a length: one body message, and no disconnect watcher to start.
                 await connection.wait_for(WHOLE_BODY, self.read_timeout)
-            headers = response_headers(connection.headers, connection.status)
+            headers = response_headers(connection.headers, connection.status, connection.hop_by_hop)
             await send({"type": "http.response.start", "status": connection.status, "headers": headers})
             response_started = True
             if connection.message_complete:
@@ -172,9 +172,8 @@ class Proxy:
             self.errors.report(exc, scope)
             if response_started:
                 raise  # the status line is gone; the server closes the connection to show the cut
-            if scope["method"] == "OPTIONS" and await self._answer_preflight_for_upstream(scope, send):
-                return
-            await self.answer_error(exc.status, scope, send)
+            answer = self.preflight_for_upstream(scope) if scope["method"] == "OPTIONS" else None
+            await (answer or self.error_answer(exc.status, scope)).send(send)
         finally:
             if connection is not None:
                 connection.abort()
@@ -296,8 +295,8 @@ class Proxy:
             if not watcher.done():
                 watcher.cancel()
 
-    async def _answer_preflight_for_upstream(self, scope: Scope, send: Send) -> bool:
-        """Answer a preflight Django could not answer, for an allowed origin (False otherwise).
+    def preflight_for_upstream(self, scope: Scope) -> Answer | None:
+        """The answer to a preflight Django could not answer, for an allowed origin (None otherwise).
 
         A browser reports a failed preflight to the page only as a network error, so the
         page could never read the 502/504 that its real request would get; answered here,
@@ -310,16 +309,13 @@ class Proxy:
             elif name == b"access-control-request-method":
                 preflight = value
         if origin is None or preflight is None:
-            return False
+            return None
         allowed = self.cors.preflight_headers(origin)
         if allowed is None:
-            return False
-        await send_answer(send, 204, [NO_STORE, VARY_ORIGIN, *allowed], b"")
-        return True
+            return None
+        return Answer(204, [NO_STORE, VARY_ORIGIN, *allowed], b"")
 
-    async def answer_error(
-        self, status: int, scope: Scope, send: Send, message: str | None = None, *, close: bool = False
-    ) -> None:
+    def error_answer(self, status: int, scope: Scope, message: str | None = None, *, close: bool = False) -> Answer:
         """The gateway's own JSON error, with the same CORS headers as its maintenance answer."""
         body = _ERROR_BODIES[status] if message is None else json_bytes({"error": _ERRORS[status][0], "message": message})
         headers = body_headers(JSON_TYPE, body) + [NO_STORE, VARY_ORIGIN]
@@ -329,7 +325,12 @@ class Proxy:
             # The rest of the request body was not read: the connection cannot carry another request.
             headers.append((b"connection", b"close"))
         headers += self.cors.simple_headers(header_value(scope["headers"], b"origin"))
-        await send_answer(send, status, headers, body)
+        return Answer(status, headers, body)
+
+    async def answer_error(
+        self, status: int, scope: Scope, send: Send, message: str | None = None, *, close: bool = False
+    ) -> None:
+        await self.error_answer(status, scope, message, close=close).send(send)
 
 
 class Load(Protocol):

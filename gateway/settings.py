@@ -259,9 +259,14 @@ def parse_host(raw: str) -> str:
     return value
 
 
-def _choice(*options: str) -> Callable[[str], str]:
+def _choice(*options: str, removed: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """One of ``options``; a value in ``removed`` (a choice there was once) is refused with its reason."""
+    gone = dict(removed or {})
+
     def parse(raw: str) -> str:
         value = raw.strip().lower()
+        if value in gone:
+            raise ValueError(gone[value])
         if value not in options:
             raise ValueError(f"expected one of: {', '.join(options)}")
         return value
@@ -318,8 +323,12 @@ class Settings:
     host: str = setting(parse_host, "127.0.0.1", "address to listen on")
     port: int = setting(whole(1, 65535), "8080", "port to listen on")
     workers: int = setting(whole(1, 64), "1", "worker processes (each refreshes the state on its own)")
+    # Kept so that task definitions setting GATEWAY_HTTP_PARSER=httptools still start. h11 was
+    # removed: a task that asks for it is stopped, not run on a parser other than the one it names.
     http_parser: str = setting(
-        _choice("httptools", "h11"), "httptools", "HTTP/1.1 parser for clients: httptools (fast) or h11 (pure Python)"
+        _choice("httptools", removed={"h11": "the h11 parser was removed; httptools is the only parser"}),
+        "httptools",
+        "HTTP/1.1 parser for clients: httptools, the only one (h11 was removed and is refused)",
     )
     client_header_timeout: float = setting(seconds(HOUR), "30", "seconds a request's head may take to arrive")
     client_body_timeout: float = setting(seconds(HOUR), "30", "seconds between two pieces of a request body (then 408)")

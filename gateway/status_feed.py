@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from gateway.bounded_cache import ANSWER_CACHE_LIMIT, BoundedCache
 from gateway.bypass import COOKIE_NAME_BYTES as BYPASS_COOKIE
@@ -33,7 +33,7 @@ from gateway.bypass import EXPIRED_COOKIE_HEADER
 from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.cors import GATEWAY_EXPOSED_HEADERS, CorsPolicy
 from gateway.forwarding import NOTICE_HEADER
-from gateway.http import JSON_TYPE, NO_STORE, VARY_ORIGIN, Headers, body_headers, json_bytes, send_answer
+from gateway.http import JSON_TYPE, NO_STORE, VARY_ORIGIN, Answer, Headers, body_headers, json_bytes
 from gateway.maintenance import MaintenanceResponder
 from gateway.refresher import StateHolder
 from gateway.settings import Settings
@@ -55,11 +55,10 @@ Kind = Literal["public", "not_modified", "bypassed", "cookie_refused"]
 _METHODS = b"GET, HEAD, OPTIONS"
 _NOT_ALLOWED_BODY = json_bytes({"error": "method_not_allowed", "message": "the status feed answers GET and HEAD"})
 # The request body, if any, is not read: the connection cannot carry another request.
-_NOT_ALLOWED_HEADERS = (
-    *body_headers(JSON_TYPE, _NOT_ALLOWED_BODY),
-    NO_STORE,
-    (b"allow", _METHODS),
-    (b"connection", b"close"),
+_NOT_ALLOWED = Answer(
+    405,
+    [*body_headers(JSON_TYPE, _NOT_ALLOWED_BODY), NO_STORE, (b"allow", _METHODS), (b"connection", b"close")],
+    _NOT_ALLOWED_BODY,
 )
 
 
@@ -199,10 +198,8 @@ class StatusFeed:
         self.etag = b""
         self._headers: Headers = []
         self._not_modified_headers: Headers = []
-        # Ready-to-send (start, body) per (answer kind, Origin), dropped whenever the answer is rebuilt.
-        self._messages: BoundedCache[tuple[Kind, bytes | None], tuple[Message, Message]] = BoundedCache(
-            self._message_pair, ANSWER_CACHE_LIMIT
-        )
+        # Ready-to-send answers per (answer kind, Origin), dropped whenever the answer is rebuilt.
+        self._answers: BoundedCache[tuple[Kind, bytes | None], Answer] = BoundedCache(self._answer, ANSWER_CACHE_LIMIT)
 
     def _build(self, state: MaintenanceState, now: float) -> None:
         payload = status_payload(state, now, self.responder.message_for(state), self.default_retry_after)
@@ -215,7 +212,7 @@ class StatusFeed:
         self._headers = body_headers(JSON_TYPE, self.body) + common
         # RFC 9110 15.4.5: a 304 repeats the validators and caching headers, and has no body.
         self._not_modified_headers = common
-        self._messages.clear()
+        self._answers.clear()
         self._built_for = state
         boundary = next_boundary(state, now)
         # retry_after counts down each second while maintenance with an end applies.
@@ -234,6 +231,11 @@ class StatusFeed:
         return self.cors.simple_headers(origin, self._cors_extra)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.answer(scope).send(send)
+
+    def answer(self, scope: Scope) -> Answer:
+        """The feed's answer to this request (synchronous: the connection protocol writes it
+        with no ASGI in between)."""
         method = scope["method"]
         origin = if_none_match = bypass_header = cookie = None
         preflight = False
@@ -249,18 +251,15 @@ class StatusFeed:
             elif name == BYPASS_HEADER:
                 bypass_header = value
         if method == "OPTIONS":
-            await self._options(send, origin, preflight)
-            return
+            allowed = self.cors.preflight_headers(origin) if (preflight and origin is not None) else None
+            return _NOT_ALLOWED if allowed is None else Answer(204, [VARY_ORIGIN, *allowed], b"")
         if method not in ("GET", "HEAD"):
-            await self._not_allowed(send)
-            return
+            return _NOT_ALLOWED
         self.current(time.time())
         kind = self._bypass_kind(scope, bypass_header, cookie) if self._in_maintenance else None
         if kind is None:
             kind = "not_modified" if if_none_match is not None and _etag_matches(if_none_match, self.etag) else "public"
-        start, body_message = self._messages[(kind, origin)]
-        await send(start)
-        await send(body_message)
+        return self._answers[(kind, origin)]
 
     def _bypass_kind(self, scope: Scope, bypass_header: bytes | None, cookie: bytes | None) -> Kind | None:
         """The private answer for a request the bypass rules concern, or None for the public one.
@@ -277,7 +276,7 @@ class StatusFeed:
         # A bypass cookie that does not let the browser through is expired, as the 503 does.
         return "cookie_refused" if presents_cookie and self._by_secret else None
 
-    def _message_pair(self, key: tuple[Kind, bytes | None]) -> tuple[Message, Message]:
+    def _answer(self, key: tuple[Kind, bytes | None]) -> Answer:
         kind, origin = key
         if kind == "not_modified":
             status, headers, body = 304, self._not_modified_headers, b""
@@ -290,18 +289,5 @@ class StatusFeed:
             if kind == "cookie_refused":
                 headers.append(EXPIRED_COOKIE_HEADER)
             status = 200
-        return (
-            {"type": "http.response.start", "status": status, "headers": headers + self._cors_headers(origin)},
-            {"type": "http.response.body", "body": body},
-        )
-
-    async def _options(self, send: Send, origin: bytes | None, preflight: bool) -> None:
-        allowed = self.cors.preflight_headers(origin) if (preflight and origin is not None) else None
-        if allowed is None:
-            await self._not_allowed(send)
-            return
-        await send_answer(send, 204, [VARY_ORIGIN, *allowed], b"")
-
-    async def _not_allowed(self, send: Send) -> None:
-        await send_answer(send, 405, list(_NOT_ALLOWED_HEADERS), _NOT_ALLOWED_BODY)
+        return Answer(status, headers + self._cors_headers(origin), body)
 

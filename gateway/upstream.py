@@ -17,11 +17,12 @@ import collections
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
 from gateway.errors import GatewayError, UpstreamClosed, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from gateway.forwarding import HOP_BY_HOP
 from gateway.http import Headers
 
 # Body bytes buffered from the upstream before its socket stops being read: the
@@ -37,8 +38,38 @@ _STAGE_NAMES = ("response headers", "response body", "response body")
 Connector = Callable[[Callable[[], "UpstreamConnection"]], Awaitable[tuple[object, "UpstreamConnection"]]]
 
 
+# What ``UpstreamConnection.on_header`` notes of a response field: its length, its transfer
+# coding, or that it is hop-by-hop (RFC 9110 7.6.1) and is not relayed.
+_LENGTH_FIELD, _CODING_FIELD, _HOP_FIELD = 1, 2, 3
+_NOTED_FIELDS = {
+    **{name: _HOP_FIELD for name in HOP_BY_HOP},
+    b"content-length": _LENGTH_FIELD,
+    b"transfer-encoding": _CODING_FIELD,
+}
+
+
+class Listener(Protocol):
+    """What an exchange driven by callbacks (gateway/exchange.py) is told, instead of awaiting
+    ``wait_for``: the response made progress (or failed: ``error``), or no progress came in time."""
+
+    def upstream_progress(self) -> None: ...
+
+    def upstream_timeout(self, error: UpstreamTimeout) -> None: ...
+
+
 class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive connection; carries one exchange at a time."""
+    """One keep-alive connection; carries one exchange at a time, awaited (``wait_for``) or
+    driven by callbacks (``listen``)."""
+
+    # Slots: more attributes than CPython keeps inline, each read and set on every exchange.
+    __slots__ = (
+        "loop", "pool", "transport", "parser", "closed", "reused", "_spare_fd", "idle_since", "_timer",
+        "_deadline", "_timeout", "_waiting_for", "_chunks", "_write_paused", "_drain_waiter",
+        "listener", "_progressed", "_watching", "status", "headers", "headers_complete",
+        "message_complete", "keep_alive", "received_any", "head_request", "content_length",
+        "has_length", "_framed", "hop_by_hop", "_until_eof", "_informational", "_buffered",
+        "_read_paused", "_waiter", "_error", "__weakref__",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: UpstreamPool | None = None) -> None:
         self.loop = loop
@@ -56,9 +87,25 @@ class UpstreamConnection(asyncio.Protocol):
         self._chunks: collections.deque[bytes] = collections.deque()
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        # The exchange told of progress by callbacks, when one listens (``listen``).
+        self.listener: Listener | None = None
+        self._progressed = False
+        self._watching = False
         self._reset()
 
     def _reset(self) -> None:
+        self._reset_response()
+        self._informational = False
+        self._until_eof = False
+        self._chunks.clear()
+        self._buffered = 0
+        self._read_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: GatewayError | None = None
+
+    def _reset_response(self) -> None:
+        """What each response sets; the rest is as ``_reset`` left it after a reusable exchange
+        (no error, no interim answer or body bytes pending, reading not paused, no waiter)."""
         self.status = 0
         self.headers: Headers = []
         self.headers_complete = False
@@ -67,13 +114,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.received_any = False
         self.head_request = False
         self.content_length: int | None = None
-        self._informational = False
+        self.has_length = False  # the response's body is framed by a Content-Length
+        self._framed = False  # by a Content-Length or chunks
+        # A hop-by-hop field came (``forwarding.response_headers`` then has fields to drop).
+        self.hop_by_hop = False
         self._until_eof = False
-        self._chunks.clear()
-        self._buffered = 0
-        self._read_paused = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._error: GatewayError | None = None
 
     # -- asyncio.Protocol
 
@@ -96,6 +141,18 @@ class UpstreamConnection(asyncio.Protocol):
             if not isinstance(cause, UpstreamError):
                 cause = UpstreamProtocolError(f"malformed response from the upstream: {exc}")
             self.cut(cause)
+        listener = self.listener
+        if listener is not None:
+            # Told once per read, after the parser returned: the listener may then hand this
+            # connection back to the pool (a fresh parser for a HEAD) without being inside it.
+            self._progressed = False
+            listener.upstream_progress()
+
+    def _tell_listener(self) -> None:
+        self._progressed = False
+        listener = self.listener
+        if listener is not None:
+            listener.upstream_progress()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
@@ -110,8 +167,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._spare_fd = -1
         if self.pool is not None:
             self.pool.open_count -= 1
-        if self.headers_complete and self._until_eof and not self.message_complete:
-            # A response without a length ends when the connection does (RFC 9112 6.3).
+        if self.headers_complete and self._until_eof and not self.message_complete and exc is None:
+            # A response without a length ends when the connection does (RFC 9112 6.3): closed,
+            # not reset (a reset cuts it).
             self.message_complete = True
             self._wake()
         elif not self.message_complete:
@@ -124,6 +182,8 @@ class UpstreamConnection(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._progressed:
+            self._tell_listener()
 
     def _read_what_is_left(self) -> None:
         """Parse the bytes the upstream sent before the connection failed (bounded, never blocking)."""
@@ -152,7 +212,25 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp reports trailer fields here too; they are never header fields (RFC 9110 6.5.1).
         if not self.headers_complete:
-            self.headers.append((name.lower(), value))
+            name = name.lower()
+            # The fields that frame the body or go no further are noted as they come: one
+            # lookup each, and no second pass over the headers.
+            kind = _NOTED_FIELDS.get(name)
+            if kind is not None:
+                if kind == _LENGTH_FIELD:
+                    self.has_length = self._framed = True
+                    self.content_length = int(value) if value.isdigit() else None
+                else:
+                    self.hop_by_hop = True
+                    if kind == _CODING_FIELD:
+                        # Exactly "chunked", as llhttp reads it (a tab after it makes llhttp read
+                        # the body to the close instead).
+                        if b"\t" in value or value.strip(b" ").lower() != b"chunked":
+                            # llhttp takes the chunks apart and nothing undoes another coding: a
+                            # "gzip, chunked" body would reach the client as gzip it was not told of.
+                            raise UpstreamProtocolError(f"the upstream sent Transfer-Encoding: {value.decode('latin-1')!r}")
+                        self._framed = True
+            self.headers.append((name, value))
 
     def on_message_begin(self) -> None:
         if self.message_complete:
@@ -169,6 +247,8 @@ class UpstreamConnection(asyncio.Protocol):
             # 100 Continue, 103 Early Hints: interim answers the client does not need.
             self._informational = True
             self.headers = []
+            self.content_length = None
+            self.has_length = self._framed = self.hop_by_hop = False
             return
         if status > 599:
             # Three digits, but no status class (RFC 9110 15): nothing a client can be given.
@@ -180,15 +260,9 @@ class UpstreamConnection(asyncio.Protocol):
             # llhttp cannot be told the request was HEAD; the body it would wait for never comes.
             self.message_complete = True
         elif status not in (204, 304):
-            framed = False
-            for name, value in self.headers:
-                if name == b"content-length":
-                    framed = True
-                    self.content_length = int(value) if value.isdigit() else None
-                elif name == b"transfer-encoding":
-                    framed = True
-            self._until_eof = not framed
-        self._wake()
+            self._until_eof = not self._framed
+        if self._waiter is not None:  # awaited (wait_for); a listener is told after the read
+            self._wake()
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
@@ -196,20 +270,22 @@ class UpstreamConnection(asyncio.Protocol):
         if self._buffered > READ_HIGH_WATER and not self._read_paused and self.transport is not None:
             self._read_paused = True
             self.transport.pause_reading()
-        self._wake()
+        if self._waiter is not None:  # awaited (wait_for); a listener is told after the read
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self._informational:
             self._informational = False
             return
         self.message_complete = True
-        self._wake()
+        if self._waiter is not None:  # awaited (wait_for); a listener is told after the read
+            self._wake()
 
     # -- the exchange, as the proxy drives it
 
     def begin(self, head: bytes, *, head_request: bool) -> None:
         """Start an exchange by writing the request head (and any first body bytes)."""
-        self._reset()
+        self._reset_response()
         self.head_request = head_request
         assert self.transport is not None
         self.transport.write(head)
@@ -244,6 +320,35 @@ class UpstreamConnection(asyncio.Protocol):
                 await self._drain_waiter
             finally:
                 self._drain_waiter = None
+
+    def begin_listened(self, listener: Listener, timeout: float, head: bytes, head_request: bool) -> None:
+        """``listen`` and ``begin`` in one call, as the callback path starts every exchange."""
+        self._reset_response()
+        self.head_request = head_request
+        self.listener = listener
+        self._timeout = timeout
+        self._watching = True
+        self._deadline = self.loop.time() + timeout
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+        assert self.transport is not None
+        self.transport.write(head)
+
+    def listen(self, listener: Listener, timeout: float) -> None:
+        """Drive this exchange by callbacks: ``listener`` is told of every step of the response,
+        and of ``timeout`` seconds passing without one while ``watch`` is on."""
+        self.listener = listener
+        self._timeout = timeout
+        self.watch(True)
+
+    def watch(self, on: bool) -> None:
+        """Start (again) or stop the listener's progress deadline: stopped while the client is
+        not reading the answer (its own send timeout applies then), else moved on at each step."""
+        self._watching = on
+        if on:
+            self._deadline = self.loop.time() + self._timeout
+            if self._timer is None:
+                self._timer = self.loop.call_at(self._deadline, self._check_deadline)
 
     @property
     def small_body_pending(self) -> bool:
@@ -328,12 +433,25 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
+        if self.listener is not None:
+            self._progressed = True
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def _check_deadline(self) -> None:
         self._timer = None
+        listener = self.listener
+        if listener is not None:
+            if not self._watching or self.closed:
+                return  # the next watch arms a new timer
+            if self.loop.time() < self._deadline:
+                self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+                return
+            stage = "response body" if self.headers_complete else "response headers"
+            listener.upstream_timeout(UpstreamTimeout(f"no {stage} from the upstream within {self._timeout:g} s"))
+            return
         waiter = self._waiter
         if waiter is None or waiter.done():
             return  # nothing waiting: the next wait arms a new timer
@@ -407,8 +525,18 @@ class UpstreamPool:
 
     def release(self, connection: UpstreamConnection) -> None:
         """Return a connection after an exchange: kept if reusable, closed otherwise."""
-        if connection.reusable and len(self._idle) < self.max_idle:
-            connection.finish()
+        connection.listener = None
+        connection._watching = False
+        # connection.reusable, inlined: this runs after every exchange.
+        if (
+            connection.message_complete
+            and connection.keep_alive
+            and not connection.closed
+            and not connection._chunks
+            and len(self._idle) < self.max_idle
+        ):
+            if connection.head_request:
+                connection.finish()
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from starlette.types import Message, Receive, Scope, Send
@@ -35,16 +35,16 @@ from websockets.http11 import Request
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from gateway.bypass import HEADER_NAME as BYPASS_HEADER
 from gateway.errors import BadRequest
 from gateway.failure_limit import client_group
-from gateway.forwarding import HOP_BY_HOP, under_segment_prefixes
+from gateway.decision import MaintenanceDecision
+from gateway.forwarding import HOP_BY_HOP
+from gateway.metrics import Metrics
+from gateway.proxy import Proxy
 from gateway.server.websocket_protocol import CLIENT_LOST, forget_server_stop, when_server_stops
+from gateway.settings import Settings
 from gateway.state import MaintenanceState
 from gateway.write_batching import BatchingTransport
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 logger = logging.getLogger("gateway.websocket")
 
@@ -148,10 +148,13 @@ class _Socket:
 
 
 class WebSocketRelay:
-    def __init__(self, gateway: Gateway) -> None:
-        settings = gateway.settings
-        self.gateway = gateway
-        self.metrics = gateway.metrics.websockets
+    def __init__(self, settings: Settings, decision: MaintenanceDecision, proxy: Proxy, metrics: Metrics) -> None:
+        self.decision = decision
+        self.holder = decision.holder
+        self.responder = decision.responder
+        self.proxy = proxy
+        self.request_metrics = metrics
+        self.metrics = metrics.websockets
         url = settings.websocket_upstream_url or settings.upstream_url
         parts = urlsplit(url)
         assert parts.hostname is not None
@@ -187,9 +190,9 @@ class WebSocketRelay:
             return
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="gateway-websocket-watcher")
-        state = self.gateway.holder.state
+        state = self.holder.state
         # As for a request: the notice Django is sent (and the scope's rules) as they stand now.
-        now = self.gateway.keep_decided(state)
+        now = self.decision.keep_decided(state)
         if state.enabled and self.refuses(state, now, scope):
             await self._refuse_for_maintenance(scope, send, state, now)
             return
@@ -199,7 +202,7 @@ class WebSocketRelay:
             return
         # The client by the one address rule (bypass IPs, the failure limit), grouped as the
         # failure limit groups it: an IPv6 host holds a whole /64.
-        client = client_group(self.gateway.trusted.client_address(scope))
+        client = client_group(self.decision.trusted.client_address(scope))
         held = self.per_client.get(client, 0)
         if held >= self.max_per_client:
             self.metrics.refused["client_limit"] += 1
@@ -225,32 +228,18 @@ class WebSocketRelay:
         """Whether maintenance in ``state`` keeps this socket out: it applies now, covers the
         path (the whole site, or a path in a partial maintenance's scope), and no bypass rule
         lets the socket through."""
-        return state.active(now) and self.gateway.covers(state, scope["path"]) and not self.lets_through(scope)
-
-    def lets_through(self, scope: Scope) -> bool:
-        """Whether maintenance lets this socket through: the same bypass rules as a request
-        (path prefixes, client IPs, the bypass header or cookie)."""
-        gateway = self.gateway
-        if gateway.bypass_paths and under_segment_prefixes(scope["path"], gateway.bypass_prefixes, gateway.bypass_exact_paths):
-            return True
-        bypass_header = cookie = None
-        for name, value in scope["headers"]:
-            if name == b"cookie":
-                cookie = value if cookie is None else cookie + b"; " + value
-            elif name == BYPASS_HEADER:
-                bypass_header = value
-        return gateway.client_lets_through(scope, bypass_header, cookie)
+        return state.active(now) and self.decision.covers(state, scope["path"]) and not self.decision.socket_lets_through(scope)
 
     def _retry_after(self, state: MaintenanceState, now: float) -> int:
         until_end = state.seconds_until_end(now)
         return self.default_retry_after if until_end is None else until_end
 
     def _maintenance_reason(self, state: MaintenanceState, now: float) -> str:
-        return maintenance_reason(self.gateway.responder.message_for(state), self._retry_after(state, now))
+        return maintenance_reason(self.responder.message_for(state), self._retry_after(state, now))
 
     async def _refuse_for_maintenance(self, scope: Scope, send: Send, state: MaintenanceState, now: float) -> None:
         self.metrics.refused["maintenance"] += 1
-        self.gateway.metrics.maintenance += 1
+        self.request_metrics.maintenance += 1
         if _reads_http_answers(scope):
             accept = xhr = None
             for name, value in scope["headers"]:
@@ -258,7 +247,7 @@ class WebSocketRelay:
                     accept = value
                 elif name == b"x-requested-with":
                     xhr = value.lower() == b"xmlhttprequest"
-            start, body = self.gateway.responder.messages(state, now, None, accept, bool(xhr))
+            start, body = self.responder.answer(state, now, None, accept, bool(xhr)).messages()
             await send({**start, "type": "websocket.http.response.start"})
             await send({**body, "type": "websocket.http.response.body"})
             return
@@ -266,7 +255,7 @@ class WebSocketRelay:
 
     async def _refuse(self, scope: Scope, send: Send, reason: str, status: int) -> None:
         if _reads_http_answers(scope):
-            await self.gateway.proxy.answer_error(status, scope, _as_denial(send))
+            await self.proxy.answer_error(status, scope, _as_denial(send))
         else:
             await self._accept_and_close(scope, send, TRY_AGAIN_LATER, reason)
 
@@ -284,11 +273,11 @@ class WebSocketRelay:
             # The handshake is an HTTP GET; X-Forwarded-Proto names the HTTP scheme it came by,
             # as nginx sends it and as Django's SECURE_PROXY_SSL_HEADER expects ("https", not "wss").
             scheme = "https" if scope.get("scheme") == "wss" else "http"
-            head, _, _ = self.gateway.proxy.request_head({**scope, "method": "GET", "scheme": scheme})
+            head, _, _ = self.proxy.request_head({**scope, "method": "GET", "scheme": scheme})
         except BadRequest as exc:
             self.metrics.refused["bad_request"] += 1
             if _reads_http_answers(scope):
-                await self.gateway.proxy.answer_error(400, scope, _as_denial(send), str(exc))
+                await self.proxy.answer_error(400, scope, _as_denial(send), str(exc))
             else:
                 await send({"type": "websocket.close", "code": 1008})
             return None
@@ -303,7 +292,7 @@ class WebSocketRelay:
         if len(forwarded) + 5 > UPSTREAM_MAX_HEADER_LINES or any(len(line) + 2 > UPSTREAM_MAX_LINE_BYTES for line in lines):
             self.metrics.refused["bad_request"] += 1
             if _reads_http_answers(scope):
-                await self.gateway.proxy.answer_error(400, scope, _as_denial(send), "request head too large for a WebSocket")
+                await self.proxy.answer_error(400, scope, _as_denial(send), "request head too large for a WebSocket")
             else:
                 await send({"type": "websocket.close", "code": 1008})
             return None
@@ -346,7 +335,7 @@ class WebSocketRelay:
             # As a proxy answers: the 502/504 itself (a browser sees 1006, as behind nginx), so a
             # page never takes an outage for maintenance.
             if "websocket.http.response" in (scope.get("extensions") or {}):
-                await self.gateway.proxy.answer_error(status, scope, _as_denial(send))
+                await self.proxy.answer_error(status, scope, _as_denial(send))
             else:
                 await send({"type": "websocket.close", "code": 1011})
             return None
@@ -387,7 +376,7 @@ class WebSocketRelay:
             self.metrics.open += 1
             socket.pump = asyncio.get_running_loop().create_task(self._pump(socket, upstream))
             # Maintenance may have started while Django was answering the handshake.
-            state = self.gateway.holder.state
+            state = self.holder.state
             if state.enabled:
                 now = time.time()
                 if self.refuses(state, now, scope):
@@ -504,7 +493,7 @@ class WebSocketRelay:
         return closed
 
     async def _watch(self) -> None:
-        holder = self.gateway.holder
+        holder = self.holder
         last: MaintenanceState | None = None
         was_active = False
         while True:

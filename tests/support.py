@@ -240,19 +240,6 @@ class Gateway:
         return self.server.stop()
 
 
-# Both HTTP parsers a gateway can run: a rule on the request path must hold under each.
-PARSERS = ("httptools", "h11")
-
-
-def gateway_for_parser(
-    log_dir: Path, upstream: str, parser: str, env: Mapping[str, str], name: str
-) -> Iterator[Gateway]:
-    """The body of a module fixture parametrized over PARSERS: a gateway with ``parser``, stopped after."""
-    gateway = Gateway(log_dir, upstream, {**env, "GATEWAY_HTTP_PARSER": parser}, name=f"{name}-{parser}")
-    yield gateway
-    gateway.stop()
-
-
 def maintenance_off_after(gateway: Gateway) -> Iterator[Gateway]:
     """The body of a per-test fixture over a shared gateway: maintenance is off when the test ends."""
     yield gateway

@@ -1,8 +1,8 @@
 """What the gateway forwards, and to whom: trailers, Host, the bypass secret, bypass paths,
 early answers from the upstream and clients that upload slowly.
 
-Raw sockets where the bytes matter, under both HTTP parsers the gateway supports; what
-the upstream really received is read back from the raw upstream's echo.
+Raw sockets where the bytes matter; what the upstream really received is read back from
+the raw upstream's echo.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gateway.forwarding import segment_prefixes, under_segment_prefixes, valid_h
 from gateway.state import switched_off, switched_on
 from gateway.stores import change_state
 from tests.raw_http import RawUpstream, read_head
-from tests.support import CORS_ENV, PARSERS, Gateway, gateway_for_parser
+from tests.support import CORS_ENV, Gateway
 
 BYPASS_SECRET = "s3cret-bypass-value-for-tests"
 
@@ -42,25 +42,27 @@ def set_maintenance(gateway: Gateway, on: bool) -> None:
     raise AssertionError(f"the gateway did not follow maintenance={on} within 5 s")
 
 
-@pytest.fixture(scope="module", params=PARSERS)
-def parser_gateway(request: pytest.FixtureRequest, log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
+@pytest.fixture(scope="module")
+def rules_gateway(log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
     env = {
         **CORS_ENV,
         "GATEWAY_BYPASS_PATHS": "/webhooks/,/health",
         "GATEWAY_BYPASS_SECRET": BYPASS_SECRET,
         "GATEWAY_CLIENT_BODY_TIMEOUT": "2",
     }
-    yield from gateway_for_parser(log_dir, raw_upstream, request.param, env, "gateway-rules")
+    gateway = Gateway(log_dir, raw_upstream, env, name="gateway-rules")
+    yield gateway
+    gateway.stop()
 
 
 @pytest.fixture
-def gateway(parser_gateway: Gateway) -> Iterator[Gateway]:
+def gateway(rules_gateway: Gateway) -> Iterator[Gateway]:
     """Maintenance off at the start and the end of each test."""
-    if parser_gateway.store.read().enabled:
-        set_maintenance(parser_gateway, False)
-    yield parser_gateway
-    if parser_gateway.store.read().enabled:
-        set_maintenance(parser_gateway, False)
+    if rules_gateway.store.read().enabled:
+        set_maintenance(rules_gateway, False)
+    yield rules_gateway
+    if rules_gateway.store.read().enabled:
+        set_maintenance(rules_gateway, False)
 
 
 def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:

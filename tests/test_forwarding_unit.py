@@ -103,7 +103,7 @@ def test_conflicting_or_malformed_content_length_is_refused(lengths: list[bytes]
 
 
 def test_white_space_around_a_content_length_is_not_part_of_it() -> None:
-    # RFC 9110 5.5; httptools passes trailing white space on, h11 drops it.
+    # White space after a field value is not part of it (RFC 9110 5.5); llhttp passes it on.
     _, body, length = head_of(scope(HOST, (b"content-length", b"5 \t")))
     assert (body, length) == (LENGTH_BODY, b"5")
     head, _, _ = head_of(scope((b"host", b"shop.example "), (b"content-length", b"5")))

@@ -1,10 +1,8 @@
-"""gateway/server/http_protocols.py in-process: both parsers fed scripted bytes through a fake
-transport, under uvicorn's own Config and ServerState, as uvicorn's tests drive its protocols.
+"""gateway/server/http_protocol.py in-process: scripted bytes fed through a fake transport,
+under uvicorn's own Config and ServerState, as uvicorn's tests drive its protocols.
 
-Every byte-level case runs for both parsers with the same expectations (the gateway answers
-the same bytes alike whichever parser is configured), and most of them with the bytes split at
-every position: a limit or a check that depends on how reads fall would let a client through
-by choosing its packet boundaries.
+Most byte-level cases run with the bytes split at every position: a limit or a check that
+depends on how reads fall would let a client through by choosing its packet boundaries.
 """
 
 from __future__ import annotations
@@ -20,20 +18,17 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from gateway.server import http_protocols
-from gateway.server.http_protocols import GatewayH11Protocol, GatewayHttpToolsProtocol
+from gateway.server import http_protocol as http_protocols
+from gateway.server.http_protocol import GatewayHttpProtocol
 from gateway.settings import Settings, load_settings
 
 HEAD_LIMIT = 1024  # the smallest GATEWAY_MAX_HEADER_BYTES the settings take
 HEADER_TIMEOUT = 0.4
 BODY_TIMEOUT = 0.2
 
-PROTOCOLS = [
-    pytest.param(GatewayHttpToolsProtocol, id="httptools"),
-    pytest.param(GatewayH11Protocol, id="h11"),
-]
+PROTOCOLS = [pytest.param(GatewayHttpProtocol, id="httptools")]
 
-ProtocolClass = type[GatewayHttpToolsProtocol] | type[GatewayH11Protocol]
+ProtocolClass = type[GatewayHttpProtocol]
 App = Callable[[Any, Any, Any], Awaitable[None]]
 
 
@@ -325,7 +320,7 @@ def test_the_refusal_says_it_closes_the_connection() -> None:
         assert connection.transport.closed
         return bytes(connection.transport.written)
 
-    for protocol_class in (GatewayHttpToolsProtocol, GatewayH11Protocol):
+    for protocol_class in (GatewayHttpProtocol,):
         written = asyncio.run(run(protocol_class))
         assert written.startswith(b"HTTP/1.1 400 Bad Request\r\n"), written
         assert b"\r\nconnection: close\r\n" in written.lower(), written

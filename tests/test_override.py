@@ -31,7 +31,7 @@ from gateway.state import MAX_TIME, MaintenanceState
 from gateway.stores import change_state
 from gateway.stores.memory import MemoryStore
 from tests.raw_http import exchange_until_close
-from tests.support import PARSERS, ROOT, gateway_for_parser
+from tests.support import ROOT
 from tests.support import Gateway as SupportGateway
 
 TOKEN = "override-token-0123456789"
@@ -479,13 +479,15 @@ def test_the_openapi_document_describes_the_override_as_the_route_takes_it() -> 
     assert set(document["paths"]["/_gateway/override"]) == {"get", "put", "delete"}
 
 
-# -- against real gateway processes, under both HTTP parsers
+# -- against real gateway processes
 
 
-@pytest.fixture(scope="module", params=PARSERS)
-def process(request: pytest.FixtureRequest, log_dir: Path, raw_upstream: str) -> Iterator[SupportGateway]:
+@pytest.fixture(scope="module")
+def process(log_dir: Path, raw_upstream: str) -> Iterator[SupportGateway]:
     env = {"GATEWAY_ADMIN_FAILURE_LIMIT": "3"}
-    yield from gateway_for_parser(log_dir, raw_upstream, request.param, env, "gateway-override")
+    gateway = SupportGateway(log_dir, raw_upstream, env, name="gateway-override")
+    yield gateway
+    gateway.stop()
 
 
 def raw_put(port: int, lines: list[str], body: bytes) -> bytes:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import socket
+import struct
 import time
 
 import httpx
+import pytest
 
-from tests.raw_http import RawUpstream, read_head
+from tests.raw_http import RawUpstream, exchange_until_close, read_head
 from tests.support import CORS_ENV, FRONT_ORIGIN, Gateway, free_port
 
 
@@ -356,6 +358,11 @@ class BrokenAnswersUpstream(RawUpstream):
         b"/no-content-and-more": b"HTTP/1.1 204 No Content\r\nContent-Length: 67\r\n\r\n" + SMUGGLED,
         b"/status-999": b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok",
         b"/status-099": b"HTTP/1.1 099 Weird\r\nContent-Length: 2\r\n\r\nok",
+        # A transfer coding the gateway would have to undo (llhttp only takes the chunks apart).
+        b"/gzip-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n",
+        b"/identity": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nabcde",
+        # llhttp does not read "chunked" followed by a tab as chunked: it would read to the close.
+        b"/chunked-tab": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n5\r\nabcde\r\n0\r\n\r\n",
     }
 
     def __init__(self) -> None:
@@ -370,6 +377,15 @@ class BrokenAnswersUpstream(RawUpstream):
             path = head.split(b" ", 2)[1]
             if path in self.ANSWERS:
                 conn.sendall(self.ANSWERS[path])
+            elif path == b"/unframed":
+                # No length and no chunks: the body ends when the connection does.
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body, ended by the close")
+                return
+            elif path == b"/unframed-reset":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe first half")
+                time.sleep(0.2)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closed by a reset
+                return
             elif path == b"/ok-then-part-of-another":
                 # A complete answer, then (once the gateway holds the connection idle) the start
                 # of another that no request asked for.
@@ -416,3 +432,75 @@ def test_a_status_outside_100_to_599_is_a_502(log_dir) -> None:
         assert answer.status_code == 502, answer.content
         assert answer.json()["error"] == "upstream_unavailable"
     assert "Traceback" not in gateway.server.log()
+
+
+@pytest.mark.parametrize("path", ["/gzip-chunked", "/identity", "/chunked-tab"])
+def test_an_upstream_transfer_coding_other_than_chunked_is_a_502(log_dir, path: str) -> None:
+    upstream = BrokenAnswersUpstream()
+    gateway = Gateway(log_dir, upstream.url, {}, name="gateway-transfer-coding")
+    try:
+        with gateway.client() as client:
+            answer = client.get(path)
+            after = client.get("/next")
+    finally:
+        gateway.stop()
+        upstream.close()
+    assert answer.status_code == 502 and answer.json()["error"] == "upstream_unavailable"
+    assert after.status_code == 200
+    assert "Traceback" not in gateway.server.log()
+
+
+def test_an_answer_without_a_length_reaches_an_http_1_0_client_ended_by_the_close(log_dir) -> None:
+    # HTTP/1.0 clients know no chunks: the close ends the body. HTTP/1.1 clients get it chunked,
+    # also on a connection that closes after it, so that a cut answer shows as cut.
+    upstream = BrokenAnswersUpstream()
+    gateway = Gateway(log_dir, upstream.url, {}, name="gateway-unframed")
+    try:
+        old_client = exchange_until_close(gateway.port, b"GET /unframed HTTP/1.0\r\nHost: a\r\n\r\n")
+        closing = exchange_until_close(gateway.port, b"GET /unframed HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        with gateway.client() as client:
+            kept_open = client.get("/unframed")
+    finally:
+        gateway.stop()
+        upstream.close()
+    head, _, body = old_client.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), old_client
+    assert b"transfer-encoding" not in head.lower() and b"content-length" not in head.lower(), head
+    assert body == b"the body, ended by the close"
+    head, _, body = closing.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower() and b"connection: close" in head.lower(), head
+    assert body.endswith(b"the body, ended by the close\r\n0\r\n\r\n"), body
+    assert kept_open.headers["transfer-encoding"] == "chunked" and kept_open.text == "the body, ended by the close"
+
+
+def _read_until_close(sock: socket.socket) -> tuple[bytes, str]:
+    """What a peer sent until it closed, and how: "closed" (FIN) or "reset" (RST)."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        return received, "reset"
+    return received, "closed"
+
+
+def test_an_answer_without_a_length_cut_by_the_upstream_shows_as_cut(log_dir) -> None:
+    # Django's connection is reset halfway through an answer with no length: never relayed as
+    # a whole answer (a last chunk, or a clean close to an HTTP/1.0 client).
+    upstream = BrokenAnswersUpstream()
+    gateway = Gateway(log_dir, upstream.url, {}, name="gateway-unframed-cut")
+    try:
+        outcomes = {}
+        for version in ("HTTP/1.0", "HTTP/1.1"):
+            with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+                sock.sendall(f"GET /unframed-reset {version}\r\nHost: a\r\n\r\n".encode())
+                outcomes[version] = _read_until_close(sock)
+    finally:
+        gateway.stop()
+        upstream.close()
+    old_reply, old_end = outcomes["HTTP/1.0"]
+    assert old_reply.startswith(b"HTTP/1.1 200 ") and old_reply.endswith(b"the first half"), old_reply
+    assert old_end == "reset", "a cut body ended by a clean close reads as whole to an HTTP/1.0 client"
+    new_reply, _ = outcomes["HTTP/1.1"]
+    assert b"transfer-encoding: chunked" in new_reply.lower() and b"the first half" in new_reply, new_reply
+    assert not new_reply.endswith(b"0\r\n\r\n"), "a cut answer was given its last chunk"

@@ -115,6 +115,39 @@ def test_bad_setting_stops_serve_before_binding() -> None:
     assert time.monotonic() - started < 10
 
 
+def test_httptools_is_the_only_http_parser_and_h11_is_refused() -> None:
+    # Task definitions written when there were two parsers still name the one they use.
+    assert load_settings({}).http_parser == "httptools"
+    assert load_settings({"GATEWAY_HTTP_PARSER": "httptools"}).http_parser == "httptools"
+    assert load_settings({}, overrides={"http_parser": "httptools"}).http_parser == "httptools"
+    for value in ("h11", "H11", " h11 "):
+        with pytest.raises(ConfigError) as caught:
+            load_settings({"GATEWAY_HTTP_PARSER": value})
+        assert (caught.value.key, caught.value.value) == ("GATEWAY_HTTP_PARSER", value)
+        assert caught.value.reason == "the h11 parser was removed; httptools is the only parser"
+        assert str(caught.value) == f"GATEWAY_HTTP_PARSER={value!r}: the h11 parser was removed; httptools is the only parser"
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, overrides={"http_parser": "h11"})
+    assert caught.value.key == "--http-parser" and "the h11 parser was removed" in caught.value.reason
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"GATEWAY_HTTP_PARSER": "llhttp"})
+    assert caught.value.reason == "expected one of: httptools"
+
+
+def test_serve_with_the_h11_parser_stops_before_binding() -> None:
+    port = free_port()
+    result = subprocess.run(
+        [str(BIN / "maintenance-gateway"), "serve", "--port", str(port)],
+        env={**base_env(), "GATEWAY_HTTP_PARSER": "h11"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 78, result.stderr
+    assert "GATEWAY_HTTP_PARSER='h11': the h11 parser was removed; httptools is the only parser" in result.stderr
+    assert not port_open(port)
+
+
 def test_check_config_prints_the_effective_settings() -> None:
     result = subprocess.run(
         [str(BIN / "maintenance-gateway"), "check-config", "--json", "--port", "9123"],

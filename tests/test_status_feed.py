@@ -1,4 +1,4 @@
-"""The public status feed (/_gateway/status) over real HTTP: body, caching, ETag, CORS, both parsers."""
+"""The public status feed (/_gateway/status) over real HTTP: body, caching, ETag, CORS."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import CORS_ENV, FRONT_ORIGIN, OTHER_ORIGIN, PARSERS, Gateway, gateway_for_parser
+from tests.support import CORS_ENV, FRONT_ORIGIN, OTHER_ORIGIN, Gateway
 
 FEED_KEYS = {"maintenance", "mode", "scope", "label", "message", "starts_at", "ends_at", "upcoming", "retry_after", "bypassed"}
 ANGULAR_ACCEPT = "application/json, text/plain, */*"
@@ -174,9 +174,11 @@ def test_an_ended_window_reads_as_no_maintenance(raw_gateway: Gateway) -> None:
     }
 
 
-@pytest.fixture(scope="module", params=PARSERS)
-def parser_gateway(request: pytest.FixtureRequest, log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
-    yield from gateway_for_parser(log_dir, raw_upstream, request.param, CORS_ENV, "gateway-feed")
+@pytest.fixture(scope="module")
+def feed_gateway(log_dir: Path, raw_upstream: str) -> Iterator[Gateway]:
+    gateway = Gateway(log_dir, raw_upstream, CORS_ENV, name="gateway-feed")
+    yield gateway
+    gateway.stop()
 
 
 def _read_answer(sock: socket.socket, buffer: bytes) -> tuple[bytes, bytes, bytes]:
@@ -197,9 +199,9 @@ def _read_answer(sock: socket.socket, buffer: bytes) -> tuple[bytes, bytes, byte
     return head, rest[:length], rest[length:]
 
 
-def test_304_head_and_get_share_one_keep_alive_connection_with_both_parsers(parser_gateway: Gateway) -> None:
-    etag = feed(parser_gateway).headers["etag"].encode()
-    with socket.create_connection(("127.0.0.1", parser_gateway.port), timeout=5) as sock:
+def test_304_head_and_get_share_one_keep_alive_connection(feed_gateway: Gateway) -> None:
+    etag = feed(feed_gateway).headers["etag"].encode()
+    with socket.create_connection(("127.0.0.1", feed_gateway.port), timeout=5) as sock:
         sock.sendall(
             b"GET /_gateway/status HTTP/1.1\r\nHost: a\r\nIf-None-Match: " + etag + b"\r\n\r\n"
             b"HEAD /_gateway/status HTTP/1.1\r\nHost: a\r\n\r\n"

@@ -1,4 +1,4 @@
-"""WebSockets through a real gateway process to a real upstream (uvicorn), with both client parsers.
+"""WebSockets through a real gateway process to a real upstream (uvicorn).
 
 What is checked is what each side really received: the upstream reports the handshake it
 saw and the close codes it got; the client reads frames off the wire.
@@ -17,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.frames import CloseCode
 
 from gateway.websocket import MAX_CLOSE_REASON_BYTES, close_reason, maintenance_reason
-from tests.support import CORS_ENV, PARSERS, Gateway, gateway_for_parser, maintenance_off_after
+from tests.support import CORS_ENV, Gateway, maintenance_off_after
 from tests.websocket_support import (
     BROWSER_ORIGIN,
     closed_with,
@@ -37,15 +37,17 @@ def ws_upstream(log_dir: Path) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="module", params=PARSERS)
-def ws_gateway(request: pytest.FixtureRequest, log_dir: Path, ws_upstream: str) -> Iterator[Gateway]:
+@pytest.fixture(scope="module")
+def ws_gateway(log_dir: Path, ws_upstream: str) -> Iterator[Gateway]:
     env = {
         **CORS_ENV,
         "GATEWAY_BYPASS_SECRET": BYPASS_SECRET,
         "GATEWAY_BYPASS_PATHS": "/feeds/public",
         "GATEWAY_RETRY_AFTER": "120",
     }
-    yield from gateway_for_parser(log_dir, ws_upstream, request.param, env, "gateway-ws")
+    gateway = Gateway(log_dir, ws_upstream, env, name="gateway-ws")
+    yield gateway
+    gateway.stop()
 
 
 @pytest.fixture

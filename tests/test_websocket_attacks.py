@@ -1,6 +1,6 @@
 """What one hostile WebSocket client can make a real gateway process hold, in memory, fds and
 time: ping floods, fragment floods, handshakes the WebSocket parser refuses, one client taking
-every slot. Raw sockets where the bytes matter, under both HTTP parsers, and through the
+every slot. Raw sockets where the bytes matter, and through the
 shipped nginx template where nginx changes what arrives.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.support import PARSERS, Gateway, gateway_for_parser, start_nginx
+from tests.support import Gateway, start_nginx
 from tests.websocket_support import closed_with, open_socket, start_websocket_upstream, wait_until
 
 KEY_HEADERS = (
@@ -33,10 +33,12 @@ def ws_upstream(log_dir: Path) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="module", params=PARSERS)
-def ws_gateway(request: pytest.FixtureRequest, log_dir: Path, ws_upstream: str) -> Iterator[Gateway]:
+@pytest.fixture(scope="module")
+def ws_gateway(log_dir: Path, ws_upstream: str) -> Iterator[Gateway]:
     env = {"GATEWAY_CLIENT_BODY_TIMEOUT": "1", "GATEWAY_WEBSOCKET_PING_INTERVAL": "5"}
-    yield from gateway_for_parser(log_dir, ws_upstream, request.param, env, "gateway-ws-attacks")
+    gateway = Gateway(log_dir, ws_upstream, env, name="gateway-ws-attacks")
+    yield gateway
+    gateway.stop()
 
 
 def frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:

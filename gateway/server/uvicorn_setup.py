@@ -11,7 +11,7 @@ from types import FrameType
 
 import uvicorn
 
-from gateway.server.http_protocols import PROTOCOLS
+from gateway.server.http_protocol import PROTOCOL
 from gateway.server.log_format import logging_config
 from gateway.settings import Settings
 
@@ -46,7 +46,8 @@ def serve(settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http=PROTOCOLS[settings.http_parser],
+        # The gateway's own connection protocol (gateway/server/http_protocol.py).
+        http=PROTOCOL,
         # WebSockets: a stop that drains them (gateway/server/websocket_protocol.py), and their limits.
         ws="gateway.server.websocket_protocol:DrainingWebSocketProtocol",
         ws_max_size=settings.websocket_max_message_bytes,

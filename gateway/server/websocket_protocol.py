@@ -49,7 +49,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame
 from websockets.http11 import Request
 
-from gateway.server.http_protocols import server_settings
+from gateway.server.http_protocol import server_settings
 from gateway.write_batching import BatchingTransport
 
 logger = logging.getLogger("gateway.websocket")
