@@ -83,7 +83,6 @@ class Gateway:
         self.decision: MaintenanceDecision = MaintenanceDecision(
             settings, self.holder, self.responder, self.trusted, self.bypass, self.failure_limiter, self.metrics, self.proxy
         )
-        self.client_lets_through = self.decision.lets_through
         # The feed tells a client the bypass rules let through so, by the rule requests follow.
         self.status_feed: StatusFeed = StatusFeed(settings, self.cors, self.responder, self.holder, lets_through=self.decision.lets_through)
         self.admin = build_admin_app(self._admin_context())

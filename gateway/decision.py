@@ -55,6 +55,9 @@ class CarriesNotice(Protocol):
 
 
 class MaintenanceDecision:
+    """Whether maintenance covers a request or a WebSocket handshake, who passes it, and the
+    answer when it does: one rule for the callback path, the ASGI app and the WebSocket relay."""
+
     def __init__(
         self,
         settings: Settings,

@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import BadRequest, UpstreamClosed, UpstreamError, UpstreamTimeout
-from gateway.forwarding import LENGTH_BODY, NO_BODY, request_head, response_headers
+from gateway.forwarding import FIELD_LINE, LENGTH_BODY, NO_BODY, request_head, response_headers
 from gateway.http import CLOSE, STATUS_LINES, Answer
 from gateway.upstream import READ_HIGH_WATER, UpstreamConnection, UpstreamPool
 
@@ -43,8 +43,6 @@ access_logger = logging.getLogger("uvicorn.access")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CHUNKED = b"transfer-encoding: chunked\r\n"
-# A header as a field line without its CRLF: joining each pair is cheaper than formatting it.
-_FIELD_LINE = b": ".join
 _LAST_CHUNK = b"0\r\n\r\n"
 # Statuses whose answers never have a body (RFC 9110 6.4.1).
 _BODILESS = frozenset({204, 304})
@@ -439,7 +437,7 @@ class ForwardExchange:
                 b"%s%s%s%s%s%s"
                 % (
                     STATUS_LINES[status],
-                    b"\r\n".join(map(_FIELD_LINE, headers)),
+                    b"\r\n".join(map(FIELD_LINE, headers)),
                     b"\r\n" if headers else b"",
                     _CHUNKED if chunked else b"",
                     b"\r\n" if self.keep_alive else CLOSE,

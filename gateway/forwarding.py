@@ -233,8 +233,8 @@ _HEADER_KINDS: dict[bytes, int] = {
 }
 # The methods nearly every request has, as bytes: a lookup costs less than encoding them again.
 _METHOD_BYTES = {method: method.encode("ascii") for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
-# A header as a field line (without its CRLF).
-_FIELD_LINE = b": ".join
+# A header as a field line (without its CRLF): joining the pair costs less than formatting it.
+FIELD_LINE = b": ".join
 # _OWS: white space after a field value is not part of it (RFC 9110 5.5), but llhttp passes it
 # on; the two fields whose value is checked are stripped, only when the check fails (nearly
 # never), so a value followed by white space is read as the value alone, at no cost to a
@@ -337,7 +337,7 @@ def request_head(
     head = b"%s %s HTTP/1.1\r\n%s\r\nx-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\n%s" % (
         _METHOD_BYTES.get(method) or method.encode("ascii"),
         target,
-        b"\r\n".join(map(_FIELD_LINE, kept)),  # never empty: Host is always there
+        b"\r\n".join(map(FIELD_LINE, kept)),  # never empty: Host is always there
         forwarded_for + b", " + peer_bytes if forwarded_for else peer_bytes,
         forwarded_proto or (b"https" if scope["scheme"] == "https" else b"http"),
         forwarded_host or host,

@@ -182,7 +182,7 @@ class StatusFeed:
         self.responder = responder
         self.holder = holder
         self.default_retry_after = settings.retry_after
-        # The gateway's own rule for requests (``Gateway.client_lets_through``); None: nobody passes.
+        # The gateway's own rule for requests (``MaintenanceDecision.lets_through``); None: nobody passes.
         self.lets_through = lets_through
         self._by_secret = lets_through is not None and bool(settings.bypass_secret)
         self._by_address = lets_through is not None and bool(settings.bypass_ips)

@@ -228,7 +228,7 @@ class UpstreamConnection(asyncio.Protocol):
                         if b"\t" in value or value.strip(b" ").lower() != b"chunked":
                             # llhttp takes the chunks apart and nothing undoes another coding: a
                             # "gzip, chunked" body would reach the client as gzip it was not told of.
-                            raise UpstreamProtocolError(f"the upstream sent Transfer-Encoding: {value.decode('latin-1')!r}")
+                            raise UpstreamProtocolError(f"the upstream sent Transfer-Encoding: {value[:64].decode('latin-1')!r}")
                         self._framed = True
             self.headers.append((name, value))
 

@@ -341,8 +341,8 @@ def test_the_count_is_the_one_the_settings_give_the_gateway() -> None:
     spoofed = scope(HOST, (b"x-forwarded-for", f"{BYPASS_IP}, {VPC_HOST}, {ALB}".encode()), peer=NGINX)
     honest = scope(HOST, (b"x-forwarded-for", f"{BYPASS_IP}, {ALB}".encode()), peer=NGINX)
     assert gateway.trusted.client_address(spoofed) == VPC_HOST
-    assert not gateway.client_lets_through(spoofed, None, None)
-    assert gateway.client_lets_through(honest, None, None)
+    assert not gateway.decision.lets_through(spoofed, None, None)
+    assert gateway.decision.lets_through(honest, None, None)
 
 
 # -- the bypass secret

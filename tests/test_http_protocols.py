@@ -463,3 +463,33 @@ def test_a_body_gone_bad_after_its_answer_gets_a_400_after_it(protocol_class: Pr
         return connection.statuses, connection.transport.closed
 
     assert asyncio.run(run()) == ([503, 400], True)
+
+
+def test_reading_stays_paused_while_pipelined_bytes_wait_unparsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A hundred small POSTs in one read: at most PIPELINE_DEPTH are parsed ahead, the rest wait
+    # unparsed. The application reads each body (the ASGI cycle then asks to read more), but no
+    # read is let in while those bytes wait: each would only add to them.
+    connections: list[Connection] = []
+    resumed_while_unparsed: list[int] = []
+
+    def resume_reading(transport: FakeTransport) -> None:
+        if connections[0].protocol._unfed:
+            resumed_while_unparsed.append(len(connections[0].protocol._unfed))
+
+    monkeypatch.setattr(FakeTransport, "resume_reading", resume_reading)
+    request = b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+
+    async def run() -> None:
+        app = EchoApp()
+        connection = Connection(GatewayHttpProtocol, app)
+        connections.append(connection)
+        connection.protocol.data_received(request * 100)
+        assert connection.protocol._unfed, "nothing was held back"
+        for _ in range(200):
+            await settle()
+        assert connection.statuses == [200] * 100
+        assert [seen["body"] for seen in app.requests] == ["hello"] * 100
+        connection.close()
+
+    asyncio.run(run())
+    assert resumed_while_unparsed == []

@@ -187,6 +187,22 @@ def _log_cut(message: str, *args: object) -> None:
     logger.info("closing " + message, *args, extra={"event": "client_connection_limit"})
 
 
+class _HeldFlow(FlowControl):
+    """uvicorn's flow control, except that reading stays paused while bytes already read wait
+    unparsed behind PIPELINE_DEPTH requests: more would only join them. The ASGI cycle resumes
+    reading whenever its application asks for the body, however whole the body is; without
+    this, each such request could add a read to the unparsed bytes, and a client sending
+    small POSTs would grow them without end."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GatewayHttpProtocol) -> None:
+        super().__init__(transport)
+        self._protocol = protocol
+
+    def resume_reading(self) -> None:
+        if not self._protocol._unfed:
+            super().resume_reading()
+
+
 class AsgiCycle(RequestResponseCycle):
     """uvicorn's request-response cycle, for the requests the ASGI application answers (the
     admin API, the bypass form, streamed uploads), with the calls every cycle takes."""
@@ -310,7 +326,7 @@ class GatewayHttpProtocol(_ConnectionLimits, asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.connections.add(self)  # type: ignore[arg-type]
         self.transport = transport
-        self.flow = FlowControl(transport)
+        self.flow = _HeldFlow(transport, self)
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
