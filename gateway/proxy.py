@@ -16,6 +16,7 @@ from typing import Protocol
 
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.bounded_cache import ANSWER_CACHE_LIMIT, BoundedCache
 from gateway.cors import CorsPolicy
 from gateway.errors import BadRequest, BodyTimeout, ClientGone, Overloaded, UpstreamClosed, UpstreamError
 from gateway.forwarding import CHUNKED_BODY, NO_BODY, TrustedPeers, request_head, response_headers
@@ -87,6 +88,12 @@ class Proxy:
         self.body_min_rate = body_min_rate
         self.pool = pool
         self.cors = cors
+        # The errors without a message of their own (502, 504, load shedding), built once per
+        # status, Origin and whether the connection closes: under an outage or overload every
+        # request gets one, and the 503 of maintenance is built once too.
+        self._error_answers: BoundedCache[tuple[int, bytes | None, bool], Answer] = BoundedCache(
+            self._build_error_answer, ANSWER_CACHE_LIMIT
+        )
         self.trusted = trusted
         self.read_timeout = read_timeout
         self.upstream_authority = upstream_authority
@@ -317,14 +324,23 @@ class Proxy:
 
     def error_answer(self, status: int, scope: Scope, message: str | None = None, *, close: bool = False) -> Answer:
         """The gateway's own JSON error, with the same CORS headers as its maintenance answer."""
-        body = _ERROR_BODIES[status] if message is None else json_bytes({"error": _ERRORS[status][0], "message": message})
+        origin = header_value(scope["headers"], b"origin")
+        if message is None:
+            return self._error_answers[(status, origin, close)]
+        return self._error_answer(status, origin, json_bytes({"error": _ERRORS[status][0], "message": message}), close)
+
+    def _build_error_answer(self, key: tuple[int, bytes | None, bool]) -> Answer:
+        status, origin, close = key
+        return self._error_answer(status, origin, _ERROR_BODIES[status], close)
+
+    def _error_answer(self, status: int, origin: bytes | None, body: bytes, close: bool) -> Answer:
         headers = body_headers(JSON_TYPE, body) + [NO_STORE, VARY_ORIGIN]
         if status == 503:
             headers.append((b"retry-after", b"1"))
         if close or status in (400, 408):
             # The rest of the request body was not read: the connection cannot carry another request.
             headers.append((b"connection", b"close"))
-        headers += self.cors.simple_headers(header_value(scope["headers"], b"origin"))
+        headers += self.cors.simple_headers(origin)
         return Answer(status, headers, body)
 
     async def answer_error(
